@@ -1,0 +1,5 @@
+"""`python -m apl` runs the CLI."""
+
+from apl.cli import main
+
+main()

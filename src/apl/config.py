@@ -1,0 +1,233 @@
+"""Typed run configuration: one pydantic model per YAML section; defaults live only here.
+
+Option names follow TRL where TRL has the concept (`learning_rate`, `beta`,
+`per_device_train_batch_size`, ...). A registry section (`task`, `acquisition`, `oracle`)
+holds `name:` plus that class's keyword arguments, checked against the class at load time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from apl.errors import ConfigError
+
+BUILTIN_MODEL = "builtin:imdb-gpt2"  # the small GPT-2 apl pretrains on IMDB and ships
+
+
+class StrictModel(BaseModel):
+    """A config section: unknown keys are an error."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ComponentConfig(BaseModel):
+    """A registry pick: `name` plus keyword arguments for the chosen class."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """Everything but `name`, passed to the class."""
+        return dict(self.model_extra or {})
+
+
+class TaskConfig(ComponentConfig):
+    """Which prompt pool: `imdb`, `tldr` or `custom` (with `path`, `prompt_column`, ...)."""
+
+    name: str = "imdb"
+
+
+class LoraConfig(StrictModel):
+    """PEFT LoRA adapter; the reference is the base with the adapter disabled."""
+
+    r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    target_modules: list[str] | str = "all-linear"
+
+
+class ModelConfig(StrictModel):
+    """The policy: any Hugging Face causal LM, by hub name or local path."""
+
+    model_name_or_path: str = BUILTIN_MODEL
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    # Weights dtype. `auto` keeps fp32 weights: DPO's lr 1e-6 updates vanish in bf16 weights.
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # bf16 autocast for forward passes; `None` turns it on where the hardware supports it.
+    bf16: bool | None = None
+    lora: LoraConfig | None = None
+    trust_remote_code: bool = False
+
+
+class GenerationConfig(StrictModel):
+    """How the policy samples completions for acquisition (paper: T=0.7, 16-24 tokens)."""
+
+    temperature: float = Field(0.7, gt=0)
+    # New tokens per completion, drawn uniformly from [min_new_tokens, max_new_tokens].
+    min_new_tokens: int = Field(16, ge=1)
+    max_new_tokens: int = Field(24, ge=1)
+    batch_size: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _check_range(self) -> GenerationConfig:
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ValueError(
+                f"min_new_tokens ({self.min_new_tokens}) > max_new_tokens "
+                f"({self.max_new_tokens}); lower min_new_tokens."
+            )
+        return self
+
+
+class AcquisitionConfig(ComponentConfig):
+    """Which acquisition function ranks candidate pairs, and its options."""
+
+    name: str = "certainty"
+
+
+class OracleConfig(ComponentConfig):
+    """Which judge labels pairs (and evaluates), and its options."""
+
+    name: str = "imdb_judge"
+
+
+class LoopConfig(StrictModel):
+    """Algorithm 1's sizes: budget B, acquisition batch M, prompt pool S per round."""
+
+    label_budget: int = Field(256, ge=1)  # B: labels to buy over the whole run
+    query_size: int = Field(64, ge=1)  # M: pairs labelled per round
+    pool_size: int = Field(512, ge=1)  # S: fresh prompts sampled per round
+
+    @property
+    def num_rounds(self) -> int:
+        """T = floor(B / M)."""
+        return self.label_budget // self.query_size
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> LoopConfig:
+        if self.query_size > self.pool_size:
+            raise ValueError(
+                f"query_size ({self.query_size}) > pool_size ({self.pool_size}); "
+                "lower query_size or raise pool_size."
+            )
+        if self.label_budget < self.query_size:
+            raise ValueError(
+                f"label_budget ({self.label_budget}) < query_size ({self.query_size}); "
+                "raise label_budget or lower query_size."
+            )
+        return self
+
+
+class DPOConfig(StrictModel):
+    """DPO fine-tuning after each round (paper: beta 0.2, Adam lr 1e-6, batch 64)."""
+
+    mode: Literal["reset", "continue", "online"] = "reset"
+    beta: float = Field(0.2, gt=0)
+    learning_rate: float = Field(1e-6, gt=0)
+    per_device_train_batch_size: int = Field(64, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    num_train_epochs: int = Field(50, ge=1)
+    max_steps: int = -1  # > 0 caps optimiser steps per round, overriding epochs
+    max_length: int | None = None  # prompt + completion tokens; None = model context
+    disable_dropout: bool = True
+    # Appendix E: hold out a fraction of labels, log validation loss per epoch.
+    validation_fraction: float = Field(0.0, ge=0, lt=1)
+    early_stopping_patience: int | None = None  # epochs without val improvement
+
+
+class EvaluationConfig(StrictModel):
+    """Win-rate on held-out prompts, judged by the run's oracle."""
+
+    num_prompts: int = Field(128, ge=1)  # paper: 1024
+    temperature: float = Field(0.25, gt=0)
+    # Labelled-set sizes after which to evaluate; None = after every round.
+    waypoints: list[int] | None = None
+    # `initial`: against the initial model's completions; `reference`: the pool's references.
+    baseline: Literal["auto", "initial", "reference"] = "auto"
+
+
+class APLConfig(StrictModel):
+    """A whole run."""
+
+    task: TaskConfig = TaskConfig()
+    model: ModelConfig = ModelConfig()
+    generation: GenerationConfig = GenerationConfig()
+    acquisition: AcquisitionConfig = AcquisitionConfig()
+    oracle: OracleConfig = OracleConfig()
+    loop: LoopConfig = LoopConfig()
+    dpo: DPOConfig = DPOConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    output_dir: str = "runs/default"
+    seed: int = 0
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"Override {key!r}: {part!r} is not a section; use section.option=value.")
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `section.option=value` strings (values parsed as YAML) to a raw config dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"Override {item!r} has no '='; write it as section.option=value.")
+        key, raw = item.split("=", 1)
+        if not key:
+            raise ConfigError(f"Override {item!r} has no key; write it as section.option=value.")
+        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw != "" else "")
+    return data
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown option {loc!r}; check the spelling (see `apl run --help`)."
+    value = first.get("input")
+    shown = f" ({value!r})" if value is not None and not isinstance(value, dict) else ""
+    return f"{source}: {loc}{shown}: {msg}"
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> APLConfig:
+    """Validate a raw dict into an APLConfig, with a one-line ConfigError on failure."""
+    try:
+        return APLConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> APLConfig:
+    """Load YAML (or the defaults when `path` is None) and apply command-line overrides."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"Config file {path} does not exist; pass an existing YAML file.")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ConfigError(f"Config file {path} is not valid YAML: {err}".splitlines()[0]) from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"Config file {path} must hold a mapping of sections, not {type(loaded).__name__}.")
+        data = loaded or {}
+    apply_overrides(data, overrides or [])
+    return config_from_dict(data, source)
+
+
+def dump_config(config: APLConfig) -> str:
+    """The resolved config as YAML, every default spelled out."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

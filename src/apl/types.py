@@ -1,0 +1,82 @@
+"""Plain data passed between stages: prompts, completions, pairs and judgements."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One prompt from a pool; `uid` is stable across runs for the same task and split."""
+
+    uid: str
+    text: str
+    reference: str | None = None  # a reference completion (TLDR's human summary), if any
+    label: int | None = None  # task metadata, e.g. IMDB sentiment (1 positive, 0 negative)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A sampled continuation of a prompt.
+
+    `token_ids` are the completion's own tokens (prompt excluded, EOS included if sampled);
+    `logp` is their summed log-probability under the untempered policy that sampled them.
+    """
+
+    text: str
+    token_ids: tuple[int, ...]
+    logp: float | None = None
+
+    @property
+    def num_tokens(self) -> int:
+        """Number of completion tokens."""
+        return len(self.token_ids)
+
+
+@dataclass
+class Pair:
+    """A prompt with two completions, plus whatever the scorers attached."""
+
+    prompt: Prompt
+    a: Completion
+    b: Completion
+    ref_logp_a: float | None = None  # log p_ref(a|x), computed once and reused
+    ref_logp_b: float | None = None
+    score: float | None = None  # acquisition score; higher is acquired first
+    extras: dict[str, float] = field(default_factory=dict)  # e.g. reward_a, bt_prob
+
+
+class Verdict(str, enum.Enum):
+    """What a judge decided about completion A versus completion B."""
+
+    A = "A"
+    B = "B"
+    TIE = "tie"
+    INVALID = "invalid"  # never silently turned into a label
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A judge's verdict on one (prompt, A, B) request, with what it cost."""
+
+    verdict: Verdict
+    rationale: str = ""
+    shown_order: str = "AB"  # "AB": A shown first; "BA": swapped; "both": asked in each order
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    from_cache: bool = False
+    judge_id: str = ""  # identity of the judge (model, template, temperature, order policy)
+
+
+@dataclass(frozen=True)
+class Preference:
+    """A labelled pair in DPO's terms, with cached reference log-probs."""
+
+    prompt: Prompt
+    chosen: Completion
+    rejected: Completion
+    ref_logp_chosen: float | None = None
+    ref_logp_rejected: float | None = None

@@ -1,0 +1,45 @@
+"""Shared fixtures: a tiny GPT-2 and tokenizer built in seconds from IMDB text."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def imdb_sample_texts() -> list[str]:
+    """2,000 cleaned IMDB train reviews."""
+    from apl.data.imdb_reviews import load_imdb_reviews
+
+    return [r.text for r in load_imdb_reviews("train")[:2000]]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, imdb_sample_texts: list[str]) -> Path:
+    """A 2-layer width-32 GPT-2 with a 512-token BPE, saved like a hub model (random weights)."""
+    from apl.pretrain.model_init import init_gpt2
+    from apl.pretrain.tokenizer import train_tokenizer
+
+    out = tmp_path_factory.mktemp("tiny-gpt2")
+    tokenizer = train_tokenizer(imdb_sample_texts, vocab_size=512)
+    model = init_gpt2(tokenizer, n_layer=2, n_embd=32, n_head=2, n_positions=128, seed=0)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture()
+def tiny_model_and_tokenizer(tiny_model_dir: Path):
+    """Fresh copies of the tiny model (eval mode, fp32) and its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    return model, tokenizer
