@@ -1,0 +1,76 @@
+"""Entropy then certainty (paper section 3.1.3): J x S prompts -> top S by entropy -> top M."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+
+from apl.acquisition.base import ACQUISITIONS, PolicyView, check_option
+from apl.acquisition.certainty import CertaintyAcquisition
+from apl.acquisition.entropy import pairs_by_entropy
+from apl.types import Pair, Prompt
+
+
+@ACQUISITIONS.register("hybrid")
+class HybridAcquisition(CertaintyAcquisition):
+    """Keep the 1/J highest-entropy prompts, one pair each, then rank pairs by certainty.
+
+    The loop must pass `prompts_needed(pool_size)` = J x S prompts; `acquire` keeps
+    ceil(len(prompts) / J) of them (never fewer than the pairs it returns). Each pair carries
+    its prompt's `entropy` and the certainty rewards in `extras`.
+
+    Args:
+        entropy_multiplier: J (paper: 8 for IMDB, 4 for TLDR).
+        num_samples, entropy_temperature: the entropy estimate's N and T (paper: 8, 1.0).
+        direction, length_normalize, cold_start, reserve: as for `certainty`;
+            `length_normalize` applies to both scores.
+    """
+
+    def __init__(
+        self,
+        entropy_multiplier: int = 8,
+        num_samples: int = 8,
+        entropy_temperature: float = 1.0,
+        direction: Literal["most", "least"] = "most",
+        length_normalize: bool = False,
+        cold_start: Literal["random", "compute"] = "random",
+        reserve: float = 0.25,
+    ) -> None:
+        super().__init__(
+            direction=direction,
+            length_normalize=length_normalize,
+            cold_start=cold_start,
+            reserve=reserve,
+        )
+        check_option(
+            entropy_multiplier >= 1,
+            f"acquisition.entropy_multiplier ({entropy_multiplier}) must be >= 1; paper: 4-8.",
+        )
+        check_option(
+            num_samples >= 1,
+            f"acquisition.num_samples ({num_samples}) must be >= 1; the paper uses 8.",
+        )
+        check_option(
+            entropy_temperature > 0,
+            f"acquisition.entropy_temperature ({entropy_temperature}) must be > 0; paper: 1.0.",
+        )
+        self.pool_multiplier = entropy_multiplier
+        self.num_samples = num_samples
+        self.entropy_temperature = entropy_temperature
+
+    def propose(
+        self, prompts: list[Prompt], policy: PolicyView, keep: int, rng: np.random.Generator
+    ) -> list[Pair]:
+        """Pairs for the top ceil(len(prompts) / J) prompts by entropy."""
+        count = max(keep, math.ceil(len(prompts) / self.pool_multiplier))
+        return pairs_by_entropy(
+            prompts,
+            policy,
+            count,
+            rng,
+            num_samples=self.num_samples,
+            temperature=self.entropy_temperature,
+            length_normalize=self.length_normalize,
+        )
