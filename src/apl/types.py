@@ -69,6 +69,7 @@ class Judgement:
     latency_s: float = 0.0
     from_cache: bool = False
     judge_id: str = ""  # identity of the judge (model, template, temperature, order policy)
+    retries: int = 0  # transient failures (429, 5xx, timeouts) retried before this answer
 
 
 @dataclass(frozen=True)
