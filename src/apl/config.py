@@ -127,8 +127,11 @@ class DPOConfig(StrictModel):
     """DPO fine-tuning after each round (paper: beta 0.2, Adam lr 1e-6, batch 64)."""
 
     mode: Literal["reset", "continue", "online"] = "reset"
+    loss_type: Literal["sigmoid"] = "sigmoid"  # paper eq. 4; TRL's name for it
     beta: float = Field(0.2, gt=0)
     learning_rate: float = Field(1e-6, gt=0)
+    weight_decay: float = Field(0.0, ge=0)  # 0: AdamW is the paper's plain Adam
+    max_grad_norm: float | None = Field(None, gt=0)  # None: no clipping (the paper clips nothing)
     per_device_train_batch_size: int = Field(64, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     num_train_epochs: int = Field(50, ge=1)
