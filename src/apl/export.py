@@ -1,0 +1,113 @@
+"""Export the labelled preferences as TRL-style JSONL and as a `datasets` directory.
+
+Each row holds TRL's standard (non-conversational) preference columns `prompt`, `chosen`,
+`rejected` (plain text; prompt + chosen is the full sequence the policy produced), plus
+provenance columns that TRL's DPOTrainer drops as unused: `prompt_uid`, `round`, `rank`,
+`score`, `judge_id`, `shown_order`, `rationale`. Reference log-probs are deliberately not
+exported under TRL's `ref_chosen_logps` names: TRL would take them as precomputed for
+whatever model it trains, which is only right for the model that made them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from apl.errors import RunStoreError
+from apl.store.fs import replace_dir_atomic, storage_errors, write_text_atomic
+from apl.store.ledger import LabelledPair
+from apl.store.run_dir import load_run_dir
+from apl.types import Preference
+
+logger = logging.getLogger(__name__)
+
+PREFERENCES_FILE = "preferences.jsonl"
+DATASET_DIR = "preferences_dataset"
+_METADATA = ("prompt_uid", "round", "rank", "score", "judge_id", "shown_order", "rationale")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the export went and how many rows it holds."""
+
+    jsonl_path: Path
+    dataset_path: Path
+    num_rows: int
+
+
+def preference_rows(items: Sequence[LabelledPair | Preference]) -> list[dict[str, Any]]:
+    """One TRL-style row per preference; ledger items add provenance columns."""
+    rows = []
+    for item in items:
+        pref = item.preference if isinstance(item, LabelledPair) else item
+        row: dict[str, Any] = {
+            "prompt": pref.prompt.text,
+            "chosen": pref.chosen.text,
+            "rejected": pref.rejected.text,
+            "prompt_uid": pref.prompt.uid,
+        }
+        if isinstance(item, LabelledPair):
+            row.update(
+                round=item.round,
+                rank=item.rank,
+                score=item.score,
+                judge_id=item.judgement.judge_id,
+                shown_order=item.judgement.shown_order,
+                rationale=item.judgement.rationale,
+            )
+        rows.append(row)
+    return rows
+
+
+def _features(with_provenance: bool) -> Any:
+    from datasets import Features, Value  # heavy import, only when exporting
+
+    columns = {"prompt": Value("string"), "chosen": Value("string"), "rejected": Value("string")}
+    columns["prompt_uid"] = Value("string")
+    if with_provenance:
+        columns.update(
+            round=Value("int64"),
+            rank=Value("int64"),
+            score=Value("float64"),
+            judge_id=Value("string"),
+            shown_order=Value("string"),
+            rationale=Value("string"),
+        )
+    return Features(columns)
+
+
+def export_preferences(items: Sequence[LabelledPair | Preference], out_dir: str | Path) -> ExportResult:
+    """Write `preferences.jsonl` and `preferences_dataset/` (save_to_disk) under `out_dir`."""
+    from datasets import Dataset
+
+    out_dir = Path(out_dir)
+    rows = preference_rows(items)
+    with_provenance = all(isinstance(i, LabelledPair) for i in items)
+    if not with_provenance:
+        rows = [{k: v for k, v in r.items() if k not in _METADATA[1:]} for r in rows]
+    with storage_errors("create the export directory", out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+    jsonl_path = out_dir / PREFERENCES_FILE
+    write_text_atomic(jsonl_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    features = _features(with_provenance)
+    columns = {name: [r[name] for r in rows] for name in features}
+    dataset = Dataset.from_dict(columns, features=features)
+    dataset_path = replace_dir_atomic(
+        out_dir / DATASET_DIR, lambda tmp: dataset.save_to_disk(str(tmp)), "export the dataset to"
+    )
+    logger.info("Exported %d preferences to %s and %s", len(rows), jsonl_path, dataset_path)
+    return ExportResult(jsonl_path, dataset_path, len(rows))
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path | None = None) -> ExportResult:
+    """Export a run's labelled set (A/B verdicts, in (round, rank) order); default: RUN_DIR/export."""
+    run = load_run_dir(run_dir)
+    if not run.ledger_path.is_file():
+        raise RunStoreError(f"{run.path} has no {run.ledger_path.name} yet; run `apl resume {run.path}` first.")
+    with run.open_ledger() as ledger:
+        items = ledger.labelled()
+    return export_preferences(items, out_dir if out_dir is not None else run.path / "export")

@@ -1,0 +1,177 @@
+"""The run ledger's SQLite schema, connection settings, and row <-> apl.types codecs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from apl.errors import RunStoreError
+from apl.types import Completion, Judgement, Prompt, Verdict
+
+SCHEMA_VERSION = 1
+PHASES = ("candidates", "labelled", "trained", "evaluated")  # a round's steps, in order
+BUSY_TIMEOUT_MS = 30_000  # `apl status` may read while a run writes; wait rather than fail
+
+_JUDGEMENT_COLUMNS = """
+    verdict TEXT NOT NULL CHECK (verdict IN ('A', 'B', 'tie', 'invalid')),
+    rationale TEXT NOT NULL, shown_order TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL, latency_s REAL NOT NULL, from_cache INTEGER NOT NULL,
+    judge_id TEXT NOT NULL, retries INTEGER NOT NULL, created_at REAL NOT NULL"""
+
+SCHEMA = f"""
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE rounds (
+    round INTEGER PRIMARY KEY,
+    phase TEXT NOT NULL CHECK (phase IN {PHASES!r}),
+    updated_at REAL NOT NULL);
+CREATE TABLE candidates (
+    id INTEGER PRIMARY KEY,
+    round INTEGER NOT NULL REFERENCES rounds (round),
+    rank INTEGER NOT NULL,
+    prompt_uid TEXT NOT NULL, prompt_text TEXT NOT NULL,
+    prompt_reference TEXT, prompt_label INTEGER,
+    a_text TEXT NOT NULL, a_token_ids TEXT NOT NULL, a_logp REAL,
+    b_text TEXT NOT NULL, b_token_ids TEXT NOT NULL, b_logp REAL,
+    ref_logp_a REAL, ref_logp_b REAL, score REAL, extras TEXT NOT NULL,
+    UNIQUE (round, rank));
+CREATE INDEX candidates_uid ON candidates (prompt_uid);
+CREATE TABLE verdicts (
+    candidate_id INTEGER PRIMARY KEY REFERENCES candidates (id),{_JUDGEMENT_COLUMNS});
+CREATE TABLE metrics (
+    round INTEGER NOT NULL, key TEXT NOT NULL, value REAL,
+    PRIMARY KEY (round, key));
+CREATE TABLE history (
+    round INTEGER NOT NULL, epoch INTEGER NOT NULL, key TEXT NOT NULL, value REAL,
+    PRIMARY KEY (round, epoch, key));
+CREATE TABLE eval_prompts (
+    position INTEGER PRIMARY KEY, uid TEXT NOT NULL UNIQUE, text TEXT NOT NULL,
+    reference TEXT, label INTEGER);
+CREATE TABLE eval_baseline (
+    uid TEXT PRIMARY KEY REFERENCES eval_prompts (uid),
+    text TEXT NOT NULL, token_ids TEXT NOT NULL, logp REAL);
+CREATE TABLE eval_completions (
+    round INTEGER NOT NULL, uid TEXT NOT NULL REFERENCES eval_prompts (uid),
+    text TEXT NOT NULL, token_ids TEXT NOT NULL, logp REAL,
+    PRIMARY KEY (round, uid));
+CREATE TABLE eval_verdicts (
+    round INTEGER NOT NULL, uid TEXT NOT NULL REFERENCES eval_prompts (uid),{_JUDGEMENT_COLUMNS},
+    PRIMARY KEY (round, uid));
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) a ledger with WAL, synchronous=FULL and foreign keys on.
+
+    synchronous=FULL: the ledger holds paid labels, so a commit must survive a power cut,
+    not just a killed process; docs/STORE.md measures what that costs per verdict.
+    """
+    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    _ensure_schema(conn, path)
+    return conn
+
+
+def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
+    with transaction(conn):
+        has_meta = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if not has_meta:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT INTO meta VALUES ('schema_version', ?), ('created_at', ?)",
+                (str(SCHEMA_VERSION), repr(time.time())),
+            )
+            return
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    version = int(row[0]) if row else -1
+    if version != SCHEMA_VERSION:
+        raise RunStoreError(
+            f"Ledger {path} has schema version {version}, this apl reads version "
+            f"{SCHEMA_VERSION}; use the apl version that made the run, or a new output_dir."
+        )
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception: all or nothing."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def encode_ids(token_ids: tuple[int, ...] | list[int]) -> str:
+    """Token ids as compact JSON text (inspectable with the sqlite3 shell)."""
+    return json.dumps(list(token_ids), separators=(",", ":"))
+
+
+def decode_completion(text: str, token_ids: str, logp: float | None) -> Completion:
+    """Rebuild a Completion from its stored columns."""
+    return Completion(text=text, token_ids=tuple(json.loads(token_ids)), logp=logp)
+
+
+def prompt_from_row(row: sqlite3.Row, prefix: str = "prompt_") -> Prompt:
+    """Rebuild a Prompt from `<prefix>uid`, `<prefix>text`, ... columns."""
+    return Prompt(
+        uid=row[f"{prefix}uid"],
+        text=row[f"{prefix}text"],
+        reference=row[f"{prefix}reference"],
+        label=row[f"{prefix}label"],
+    )
+
+
+def judgement_values(judgement: Judgement) -> tuple[Any, ...]:
+    """The Judgement's fields in the order of the judgement columns, plus created_at."""
+    return (
+        Verdict(judgement.verdict).value,
+        judgement.rationale,
+        judgement.shown_order,
+        int(judgement.prompt_tokens),
+        int(judgement.completion_tokens),
+        float(judgement.cost_usd),
+        float(judgement.latency_s),
+        int(bool(judgement.from_cache)),
+        judgement.judge_id,
+        int(judgement.retries),
+        time.time(),
+    )
+
+
+JUDGEMENT_FIELDS = (
+    "verdict, rationale, shown_order, prompt_tokens, completion_tokens, "
+    "cost_usd, latency_s, from_cache, judge_id, retries, created_at"
+)
+JUDGEMENT_PLACEHOLDERS = ", ".join("?" * len(JUDGEMENT_FIELDS.split(",")))
+
+
+def judgement_from_row(row: sqlite3.Row) -> Judgement:
+    """Rebuild a Judgement from its stored columns."""
+    return Judgement(
+        verdict=Verdict(row["verdict"]),
+        rationale=row["rationale"],
+        shown_order=row["shown_order"],
+        prompt_tokens=row["prompt_tokens"],
+        completion_tokens=row["completion_tokens"],
+        cost_usd=row["cost_usd"],
+        latency_s=row["latency_s"],
+        from_cache=bool(row["from_cache"]),
+        judge_id=row["judge_id"],
+        retries=row["retries"],
+    )
