@@ -1,0 +1,259 @@
+"""The paper's oracle: an LLM judge behind any OpenAI-compatible chat-completions endpoint.
+
+Works with OpenAI, Azure OpenAI (`azure_api_version`), vLLM, Ollama and llama.cpp's server
+(`base_url`). The key is read from the environment variable `api_key_env` only, and scrubbed
+from every error message. Retries are our own bounded loop (the client's `max_retries=0`), so
+each one is counted, charged to the call budget and honours `Retry-After` exactly.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import os
+import random
+import re
+import time
+from typing import Any
+
+import openai
+
+from apl.errors import ConfigError, OracleError
+from apl.oracles.base import (
+    ORACLES,
+    JudgeRequest,
+    JudgementCache,
+    Oracle,
+    check_order_policy,
+    choose_shown_order,
+)
+from apl.oracles.pricing import Budget, call_cost, resolve_price, worst_case_prompt_tokens
+from apl.oracles.prompts import load_template
+from apl.oracles.verdict import combine_orders, is_order_flip, parse_verdict, unswap
+from apl.types import Judgement
+
+logger = logging.getLogger(__name__)
+
+NO_KEY = "EMPTY"  # what vLLM / llama.cpp accept when they run without authentication
+_SECRETS = re.compile(r"(sk-[A-Za-z0-9_\-*]{3,}|Bearer\s+\S+|api[-_]key[\"':= ]+\S+)", re.I)
+
+
+class _Transient(Exception):
+    """A failure worth retrying; `wait_s` is the server's Retry-After when it gave one."""
+
+    def __init__(self, reason: str, wait_s: float | None = None, maybe_billed: bool = False):
+        super().__init__(reason)
+        self.wait_s = wait_s
+        self.maybe_billed = maybe_billed  # the server may have done (and billed) the work
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_tz(value)
+        return None if parsed is None else max(0.0, email.utils.mktime_tz(parsed) - time.time())
+
+
+@ORACLES.register("openai_judge")
+class OpenAIJudge(Oracle):
+    """GPT-4 (or any chat model) comparing two completions with the paper's prompt."""
+
+    def __init__(
+        self,
+        model: str = "gpt-4-1106-preview",  # the paper's oracle
+        base_url: str | None = None,  # None: api.openai.com; vLLM/Ollama: http://host:port/v1
+        api_key_env: str | None = "OPENAI_API_KEY",  # None: no key (a local server)
+        temperature: float = 0.05,  # paper
+        max_tokens: int = 256,  # one sentence + "Preferred: X"; also caps the worst-case cost
+        template: str = "sentiment",  # built-in name or a template file
+        template_file: str | None = None,  # overrides `template` (the task injects `template`)
+        order: str = "random",  # random (paper) | fixed (always AB) | both (must agree)
+        concurrency: int = 4,
+        timeout_s: float = 60.0,
+        max_retries: int = 5,
+        backoff_base_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        budget_usd: float | None = None,
+        max_calls: int | None = None,  # HTTP requests, retries included
+        prices: dict[str, tuple[float, float]] | None = None,  # model -> USD per 1M (in, out)
+        azure_api_version: str | None = None,  # set for Azure OpenAI; base_url = the endpoint
+        max_tokens_param: str = "max_tokens",  # "max_completion_tokens" for o-series models
+        cache: JudgementCache | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(cache=cache, seed=seed)
+        check_order_policy(order)
+        for name, value in (("temperature", temperature), ("timeout_s", timeout_s)):
+            if value < 0:
+                raise ConfigError(f"{name} ({value}) is negative; use a value >= 0.")
+        if max_tokens < 1 or concurrency < 1 or max_retries < 0:
+            raise ConfigError(
+                f"max_tokens ({max_tokens}), concurrency ({concurrency}) must be >= 1 and "
+                f"max_retries ({max_retries}) >= 0; fix the oracle options."
+            )
+        self.model, self.temperature, self.max_tokens, self.order = model, temperature, max_tokens, order
+        self.concurrency, self.max_retries = concurrency, max_retries
+        self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
+        self.max_tokens_param = max_tokens_param
+        self.template = load_template(template_file or template)
+        self.price = resolve_price(model, prices)
+        if self.price is None:
+            if budget_usd is not None:
+                raise ConfigError(
+                    f"budget_usd ({budget_usd}) is set but model {model!r} has no price; add "
+                    f"prices: {{{model}: [input_usd_per_1M, output_usd_per_1M]}}."
+                )
+            logger.warning("No price known for model %r: its cost is reported as $0.", model)
+        self.budget = Budget(budget_usd, max_calls)
+        self.base_url = base_url or "https://api.openai.com/v1"
+        self.api_key_env = api_key_env
+        self._key = self._read_key(api_key_env)
+        self._client = self._make_client(base_url, azure_api_version, timeout_s)
+        self._jitter = random.Random()
+        self.judge_id = (
+            f"openai_judge:{model}@{self.base_url}|tpl={self.template.digest}"
+            f"|T={temperature:g}|max_tokens={max_tokens}|order={order}"
+        )
+
+    @staticmethod
+    def _read_key(api_key_env: str | None) -> str:
+        if not api_key_env:
+            return NO_KEY
+        key = os.environ.get(api_key_env, "").strip()
+        if not key:
+            raise OracleError(
+                f"Environment variable {api_key_env} is not set; export it with your API key "
+                "(or set api_key_env to another variable, or null for a server without auth)."
+            )
+        return key
+
+    def _make_client(self, base_url: str | None, azure_version: str | None, timeout_s: float):
+        if azure_version:
+            if not base_url:
+                raise ConfigError("azure_api_version is set but base_url is not; set it to the Azure endpoint.")
+            return openai.AzureOpenAI(
+                api_key=self._key, azure_endpoint=base_url, api_version=azure_version,
+                max_retries=0, timeout=timeout_s,
+            )
+        return openai.OpenAI(api_key=self._key, base_url=base_url, max_retries=0, timeout=timeout_s)
+
+    def shown_order(self, request: JudgeRequest) -> str:
+        """Seeded per request (see `choose_shown_order`)."""
+        return choose_shown_order(self.order, self.seed, request)
+
+    def judge(self, request: JudgeRequest) -> Judgement:
+        """Ask the model once (or once per order in `both` mode); verdict in request terms."""
+        shown = self.shown_order(request)
+        if shown != "both":
+            return self._ask(request, shown)
+        ab, ba = self._ask(request, "AB"), self._ask(request, "BA")
+        self.stats.add(both_pairs=1, order_flips=int(is_order_flip(ab.verdict, ba.verdict)))
+        return combine_orders(ab, ba)
+
+    def _ask(self, request: JudgeRequest, shown: str) -> Judgement:
+        first, second = request.completion_a, request.completion_b
+        if shown == "BA":
+            first, second = second, first
+        messages = self.template.render(request.prompt, first, second)
+        worst_usd = call_cost(self.price, worst_case_prompt_tokens(messages), self.max_tokens)
+        for attempt in range(self.max_retries + 1):
+            self.budget.reserve(worst_usd)  # raises BudgetExceededError before anything is sent
+            self.stats.add(calls=1)
+            charged = 0.0
+            started = time.monotonic()
+            try:
+                text, usage = self._send(messages)
+                prompt_tokens, completion_tokens = usage
+                charged = call_cost(self.price, *usage) if usage != (0, 0) else worst_usd
+                return Judgement(
+                    verdict=unswap(parse_verdict(text), shown),
+                    rationale=text,
+                    shown_order=shown,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    cost_usd=charged,
+                    latency_s=time.monotonic() - started,
+                    judge_id=self.judge_id,
+                    retries=attempt,
+                )
+            except _Transient as fault:
+                if fault.maybe_billed:
+                    charged = worst_usd  # unknown usage: count the worst case
+                reason, wait_s = str(fault), fault.wait_s
+            finally:
+                self.budget.settle(worst_usd, charged)
+                self.stats.add_cost(charged)
+            if attempt == self.max_retries:
+                break
+            self.stats.add(retries=1)
+            delay = self._backoff(attempt, wait_s)
+            logger.info("Judge call failed (%s); retry %d in %.2fs", reason, attempt + 1, delay)
+            time.sleep(delay)
+        raise OracleError(
+            f"Judge {self.model} at {self.base_url} failed after {self.max_retries} retries: "
+            f"{reason}; check the server or raise max_retries."
+        )
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.backoff_max_s)
+        full = min(self.backoff_base_s * 2**attempt, self.backoff_max_s)
+        return full / 2 + self._jitter.uniform(0, full / 2)  # "equal jitter"
+
+    def _send(self, messages: list[dict[str, str]]) -> tuple[str, tuple[int, int]]:
+        """One HTTP request: (reply text, (prompt_tokens, completion_tokens)); (0, 0) = no usage."""
+        options = {self.max_tokens_param: self.max_tokens}
+        try:
+            raw = self._client.chat.completions.with_raw_response.create(
+                model=self.model, messages=messages, temperature=self.temperature, **options
+            )
+        except openai.APIStatusError as err:
+            if err.status_code == 429 or err.status_code >= 500 or err.status_code == 408:
+                wait = parse_retry_after(err.response.headers)
+                raise _Transient(f"HTTP {err.status_code}", wait) from err
+            raise OracleError(self._describe(err)) from None
+        except openai.APITimeoutError as err:
+            raise _Transient("timed out", maybe_billed=True) from err
+        except openai.APIConnectionError as err:
+            raise _Transient(f"connection error ({self._redact(str(err))})") from None
+        try:
+            body = json.loads(raw.text)
+            message = body["choices"][0]["message"]
+            text = message.get("content") or ""
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
+            snippet = self._redact(raw.text[:80])
+            raise _Transient(f"malformed reply body {snippet!r}", maybe_billed=True) from err
+        usage = body.get("usage") or {}
+        tokens = (int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+        if tokens == (0, 0):
+            logger.debug("Judge reply reported no usage; charging the worst case.")
+        return text, tokens
+
+    def _describe(self, err: openai.APIStatusError) -> str:
+        detail = self._redact(str(err.message).splitlines()[0] if err.message else "")[:200]
+        hints = {
+            401: f"check the key in ${self.api_key_env}",
+            403: "check the key's permissions",
+            404: f"check model ({self.model!r}) and base_url ({self.base_url})",
+        }
+        hint = hints.get(err.status_code, "check the request options")
+        return f"Judge {self.model} at {self.base_url}: HTTP {err.status_code} {detail}; {hint}."
+
+    def _redact(self, text: str) -> str:
+        """Remove the key (and anything key-shaped) from text that may reach a log or error."""
+        if self._key and self._key != NO_KEY:
+            text = text.replace(self._key, "***")
+        return _SECRETS.sub("***", text)
