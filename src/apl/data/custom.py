@@ -1,0 +1,174 @@
+"""Any prompt pool from JSONL, CSV, Parquet or a `datasets` directory, plus the file readers."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from apl.data.tasks import TASKS, Split, Task, check_split, hash_split, text_uid
+from apl.errors import ConfigError, DataError
+from apl.types import Prompt
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+FORMATS = "JSONL, CSV, TSV, Parquet or a `datasets.save_to_disk` directory"
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+    readers = {
+        ".jsonl": lambda: pd.read_json(path, lines=True, dtype=False),
+        ".jsonl.gz": lambda: pd.read_json(path, lines=True, dtype=False),
+        ".json": lambda: pd.read_json(path, lines=path.read_text()[:1] != "[", dtype=False),
+        ".csv": lambda: pd.read_csv(path, dtype=str, keep_default_na=False),
+        ".tsv": lambda: pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False),
+        ".parquet": lambda: pd.read_parquet(path),
+    }
+    if suffix not in readers:
+        raise DataError(f"task.path: {path} has suffix {suffix!r}; use a {FORMATS}.")
+    try:
+        return readers[suffix]()
+    except Exception as err:  # pandas and pyarrow raise many types for a malformed file
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"task.path: {path} could not be read as {suffix[1:]} ({detail}); check the file.") from None
+
+
+def read_pool(path: str | Path, split: Split) -> tuple[pd.DataFrame, bool]:
+    """Rows of a JSONL/CSV/TSV/Parquet file or a `datasets.save_to_disk` directory.
+
+    Returns (rows, presplit): `presplit` is True when the source held `split` itself (a saved
+    DatasetDict), so the caller must not split the rows again.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"task.path: {path} does not exist; pass an existing {FORMATS}.")
+    if not path.is_dir():
+        return _read_file(path), False
+    import datasets
+
+    try:
+        saved = datasets.load_from_disk(str(path))
+    except Exception as err:
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"task.path: {path} is not a `datasets.save_to_disk` directory ({detail}).") from None
+    if isinstance(saved, datasets.DatasetDict):
+        if split not in saved:
+            raise DataError(
+                f"task.path: {path} holds splits {', '.join(saved)} but no {split!r}; "
+                f"save a {split!r} split, or pass one dataset to be split by hash."
+            )
+        return saved[split].to_pandas(), True
+    return saved.to_pandas(), False
+
+
+def require_column(rows: pd.DataFrame, column: str, option: str, source: Path | str) -> None:
+    """Raise DataError naming the file and column, listing the columns that exist."""
+    if column not in rows.columns:
+        available = ", ".join(map(str, rows.columns)) or "(none)"
+        raise DataError(
+            f"{source} has no column {column!r} (`{option}`); available: {available}. "
+            f"Set `{option}` to one of them."
+        )
+
+
+def is_blank(value: Any) -> bool:
+    """True for None, NaN and whitespace-only strings."""
+    return value is None or (isinstance(value, float) and value != value) or not str(value).strip()
+
+
+def clean_prompt(value: Any) -> str:
+    """The prompt text without trailing spaces, which BPE would merge into the completion."""
+    return str(value).rstrip(" \t")
+
+
+@TASKS.register("custom")
+class CustomTask(Task):
+    """Prompts from a user file, used whole (trailing spaces removed so completions start cleanly).
+
+    Args:
+        reference_column: reference completions; if given, evaluation compares against them.
+        test_fraction: share of prompts held out for evaluation, chosen by a hash of the text.
+        split_column: a column of `train` / `test` values that replaces the hash split.
+        judge_template: the oracle template (built-in name or a template file).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        prompt_column: str = "prompt",
+        reference_column: str | None = None,
+        test_fraction: float = 0.1,
+        split_column: str | None = None,
+        judge_template: str = "sentiment",
+    ) -> None:
+        if not 0 <= test_fraction < 1:
+            raise ConfigError(f"task.test_fraction ({test_fraction}) must be in [0, 1); e.g. 0.1.")
+        self.path = Path(path)
+        self.prompt_column = prompt_column
+        self.reference_column = reference_column
+        self.test_fraction = test_fraction
+        self.split_column = split_column
+        self.judge_template = judge_template
+        self.baseline = "reference" if reference_column else "initial"
+
+    @property
+    def name(self) -> str:
+        """`custom:<file name>` for messages."""
+        return f"custom:{self.path.name}"
+
+    def _select_split(self, rows: pd.DataFrame, split: Split) -> pd.DataFrame:
+        if self.split_column is None:
+            keep = [
+                not is_blank(t) and hash_split(clean_prompt(t), self.test_fraction) == split
+                for t in rows[self.prompt_column]
+            ]
+            return rows[keep]
+        require_column(rows, self.split_column, "task.split_column", self.path)
+        values = rows[self.split_column].astype(str).str.strip().str.lower()
+        if not (values == split).any():
+            seen = ", ".join(sorted(set(values))[:10])
+            raise DataError(
+                f"{self.path}: no row has {self.split_column!r} (`task.split_column`) == {split!r}; "
+                f"values seen: {seen}. Use 'train' and 'test'."
+            )
+        return rows[values == split]
+
+    def load_prompts(self, split: Split, tokenizer: Any = None, seed: int = 0) -> list[Prompt]:
+        """The prompts of `split`; uids hash the prompt text. `tokenizer` and `seed` are unused."""
+        check_split(split, self.name)
+        rows, presplit = read_pool(self.path, split)
+        require_column(rows, self.prompt_column, "task.prompt_column", self.path)
+        if self.reference_column is not None:
+            require_column(rows, self.reference_column, "task.reference_column", self.path)
+        if not presplit:
+            rows = self._select_split(rows, split)
+        prompts: dict[str, Prompt] = {}
+        blank_refs = 0
+        has_refs = self.reference_column is not None
+        references = rows[self.reference_column] if has_refs else [None] * len(rows)
+        for text, value in zip(rows[self.prompt_column], references, strict=True):
+            if is_blank(text):
+                continue
+            blank_refs += has_refs and is_blank(value)
+            reference = None if is_blank(value) else str(value).strip()
+            uid = text_uid("custom", clean_prompt(text))
+            prompts.setdefault(uid, Prompt(uid=uid, text=clean_prompt(text), reference=reference))
+        if blank_refs:
+            raise DataError(
+                f"{self.path}: {blank_refs} rows of split {split!r} have an empty "
+                f"{self.reference_column!r} (`task.reference_column`); fill or drop them."
+            )
+        if not prompts:
+            raise DataError(
+                f"{self.path}: no prompts in split {split!r} (column {self.prompt_column!r}); "
+                "add rows, or raise `task.test_fraction` if the test split is empty."
+            )
+        if len(prompts) < len(rows):
+            logger.info("%s/%s: %d blank or duplicate prompts skipped", self.name, split, len(rows) - len(prompts))
+        return list(prompts.values())
