@@ -32,6 +32,8 @@ def _whitespace_cuts(text: str) -> list[int]:
 
 
 def _ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    if not texts:
+        return []
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:  # what `tokenizer(texts, add_special_tokens=False)` runs, minus overhead
         return [enc.ids for enc in backend.encode_batch(texts, add_special_tokens=False)]
