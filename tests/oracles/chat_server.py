@@ -65,12 +65,14 @@ class ChatServer:
         self.script: deque[Reply] = deque()
         self.default = default or (lambda request: Reply())
         self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
+        self.headers: list[dict[str, str]] = []  # lower-cased names
         self.paths: list[str] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     @property
     def base_url(self) -> str:
@@ -111,6 +113,7 @@ class ChatServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out at once: no 40 ms stalls
 
             def log_message(self, *args: Any) -> None:  # keep pytest output clean
                 pass
@@ -121,7 +124,8 @@ class ChatServer:
                 if not self.path.split("?")[0].endswith("/chat/completions"):
                     self._send(404, b'{"error": {"message": "not found"}}', {})
                     return
-                reply = server._next_reply(request, dict(self.headers), self.path)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                reply = server._next_reply(request, headers, self.path)
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
                 if reply.raw_body is not None:

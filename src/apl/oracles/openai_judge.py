@@ -154,6 +154,11 @@ class OpenAIJudge(Oracle):
         """Seeded per request (see `choose_shown_order`)."""
         return choose_shown_order(self.order, self.seed, request)
 
+    def worst_case_usd(self, request: JudgeRequest) -> float:
+        """The most one call for `request` can cost: what the budget reserves before sending."""
+        messages = self.template.render(request.prompt, request.completion_a, request.completion_b)
+        return call_cost(self.price, worst_case_prompt_tokens(messages), self.max_tokens)
+
     def judge(self, request: JudgeRequest) -> Judgement:
         """Ask the model once (or once per order in `both` mode); verdict in request terms."""
         shown = self.shown_order(request)
@@ -216,26 +221,31 @@ class OpenAIJudge(Oracle):
     def _send(self, messages: list[dict[str, str]]) -> tuple[str, tuple[int, int]]:
         """One HTTP request: (reply text, (prompt_tokens, completion_tokens)); (0, 0) = no usage."""
         options = {self.max_tokens_param: self.max_tokens}
+        failure: Exception | None = None
         try:
             raw = self._client.chat.completions.with_raw_response.create(
                 model=self.model, messages=messages, temperature=self.temperature, **options
             )
         except openai.APIStatusError as err:
             if err.status_code == 429 or err.status_code >= 500 or err.status_code == 408:
-                wait = parse_retry_after(err.response.headers)
-                raise _Transient(f"HTTP {err.status_code}", wait) from err
-            raise OracleError(self._describe(err)) from None
-        except openai.APITimeoutError as err:
-            raise _Transient("timed out", maybe_billed=True) from err
+                failure = _Transient(f"HTTP {err.status_code}", parse_retry_after(err.response.headers))
+            else:
+                failure = OracleError(self._describe(err))
+        except openai.APITimeoutError:
+            failure = _Transient("timed out", maybe_billed=True)
         except openai.APIConnectionError as err:
-            raise _Transient(f"connection error ({self._redact(str(err))})") from None
+            failure = _Transient(f"connection error ({self._redact(str(err))})")
+        if failure is not None:
+            # Raised outside the except block: the client's exception (which may quote the
+            # key or the request) is not chained onto ours.
+            raise failure
         try:
             body = json.loads(raw.text)
             message = body["choices"][0]["message"]
             text = message.get("content") or ""
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
             snippet = self._redact(raw.text[:80])
-            raise _Transient(f"malformed reply body {snippet!r}", maybe_billed=True) from err
+            raise _Transient(f"malformed reply body {snippet!r} ({type(err).__name__})", maybe_billed=True) from None
         usage = body.get("usage") or {}
         tokens = (int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
         if tokens == (0, 0):
