@@ -165,8 +165,26 @@ class APLConfig(StrictModel):
     loop: LoopConfig = LoopConfig()
     dpo: DPOConfig = DPOConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
-    output_dir: str = "runs/default"
+    # `{task}`, `{acquisition}`, `{oracle}` and `{seed}` are filled in, so runs differing in
+    # those land in different directories by default.
+    output_dir: str = "runs/{task}-{acquisition}-seed{seed}"
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _fill_output_dir(self) -> APLConfig:
+        if "{" in self.output_dir:
+            try:
+                filled = self.output_dir.format(
+                    task=self.task.name, acquisition=self.acquisition.name,
+                    oracle=self.oracle.name, seed=self.seed,
+                )
+            except (KeyError, IndexError, ValueError) as err:
+                raise ValueError(
+                    f"output_dir ({self.output_dir!r}) has an unknown placeholder {err}; use "
+                    "{task}, {acquisition}, {oracle} or {seed}."
+                ) from None
+            object.__setattr__(self, "output_dir", filled)
+        return self
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

@@ -19,5 +19,15 @@ def setup_logging(verbose: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("apl").setLevel(level)
+    _quiet_library_progress_bars()
     for noisy in ("httpx", "openai", "urllib3", "datasets", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _quiet_library_progress_bars() -> None:
+    # Our own rich bars show progress; the HF libraries' tqdm bars would interleave with them.
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()

@@ -1,0 +1,142 @@
+"""Build every stage of a run from its config: the one place that knows all their constructors."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from apl.acquisition import ACQUISITIONS, Acquisition
+from apl.config import APLConfig
+from apl.data import TASKS, Task
+from apl.errors import ConfigError
+from apl.oracles import ORACLES, Oracle
+from apl.oracles.base import default_cache_dir
+from apl.policy.model import LoadedModel, load_model, resolve_model_path
+from apl.policy.reference import ReferenceModel
+from apl.policy.view import ModelPolicyView
+from apl.store.judgement_cache import JudgementCache
+from apl.training.dpo_trainer import DPOTrainer
+from apl.types import Prompt
+
+logger = logging.getLogger(__name__)
+
+JUDGEMENT_CACHE_FILE = "judgements.sqlite"
+
+
+def derive_seed(*parts: int | str) -> int:
+    """A 63-bit seed from the run seed and labels such as ("sample", round): independent streams."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+
+
+def round_rng(seed: int, round: int, stream: str) -> np.random.Generator:
+    """NumPy RNG for one round and purpose; the same on a resumed run as on an unbroken one."""
+    return np.random.default_rng(derive_seed(seed, stream, round))
+
+
+def torch_generator(device: torch.device, seed: int) -> torch.Generator:
+    """A seeded torch generator on `device` (sampling draws there)."""
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def check_oracle_options(config: APLConfig, template: str) -> dict:
+    """The oracle kwargs with the task's template injected; validated before any model loads."""
+    kwargs = dict(config.oracle.kwargs)
+    kwargs.setdefault("template", template)
+    ORACLES.check_kwargs(config.oracle.name, kwargs, injected=("cache", "seed"))
+    return kwargs
+
+
+def validate_config(config: APLConfig) -> None:
+    """Registry names and their options, checked up front so a typo fails in milliseconds."""
+    TASKS.check_kwargs(config.task.name, config.task.kwargs)
+    ACQUISITIONS.check_kwargs(config.acquisition.name, config.acquisition.kwargs)
+    ORACLES.check_kwargs(config.oracle.name, config.oracle.kwargs, injected=("cache", "seed"))
+    if config.dpo.mode == "online" and config.dpo.validation_fraction > 0:
+        raise ConfigError(
+            f"dpo.validation_fraction ({config.dpo.validation_fraction}) needs epochs, but "
+            "dpo.mode is 'online' (one step per round); set it to 0 or use mode 'reset'."
+        )
+
+
+def model_fingerprint(path: str) -> str:
+    """Identify a model's weights: hash of local weight-file names and sizes, else the hub name."""
+    local = Path(path)
+    if not local.is_dir():
+        return path
+    h = hashlib.sha256()
+    for f in sorted(local.glob("*.safetensors")) + sorted(local.glob("*.bin")):
+        h.update(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Components:
+    """Everything a run needs, built once from the config."""
+
+    config: APLConfig
+    loaded: LoadedModel
+    reference: ReferenceModel
+    trainer: DPOTrainer
+    view: ModelPolicyView
+    task: Task
+    train_prompts: list[Prompt]
+    test_prompts: list[Prompt]
+    oracle: Oracle
+    acquisition: Acquisition
+    judgement_cache: JudgementCache
+    fingerprint: str
+
+    def close(self) -> None:
+        """Release the judgement cache's connection."""
+        self.judgement_cache.close()
+
+
+def build_components(config: APLConfig, cache_dir: Path | None = None) -> Components:
+    """Load the task, model, reference, trainer, oracle and acquisition for `config`."""
+    validate_config(config)
+    task = TASKS.build(config.task.name, config.task.kwargs)
+    oracle_kwargs = check_oracle_options(config, task.judge_template)
+    acquisition = ACQUISITIONS.build(config.acquisition.name, config.acquisition.kwargs)
+
+    torch.manual_seed(derive_seed(config.seed, "init"))
+    loaded = load_model(config.model)
+    fingerprint = model_fingerprint(resolve_model_path(config.model.model_name_or_path))
+    lora = config.model.lora is not None
+    reference = ReferenceModel.from_policy(
+        loaded.model, loaded.tokenizer, lora=lora, autocast_dtype=loaded.autocast_dtype,
+        batch_size=config.generation.batch_size,
+    )
+    trainer = DPOTrainer(
+        loaded.model, loaded.tokenizer, config.dpo, reference=reference, seed=config.seed,
+        autocast_dtype=loaded.autocast_dtype,
+    )
+    view = ModelPolicyView(
+        loaded.model, loaded.tokenizer, reference, config.generation, config.dpo.beta,
+        generator=torch_generator(loaded.device, derive_seed(config.seed, "sample", 0)),
+        autocast_dtype=loaded.autocast_dtype, is_reference=True,
+    )
+    train_prompts = task.load_prompts("train", loaded.tokenizer, seed=config.seed)
+    test_prompts = task.load_prompts("test", loaded.tokenizer, seed=config.seed)
+
+    cache_root = cache_dir or default_cache_dir()
+    judgement_cache = JudgementCache(cache_root / JUDGEMENT_CACHE_FILE)
+    oracle = ORACLES.build(
+        config.oracle.name, oracle_kwargs, cache=judgement_cache, seed=config.seed
+    )
+    logger.info(
+        "Task %s: %d train / %d test prompts; model %s on %s (autocast %s); oracle %s; "
+        "acquisition %s",
+        config.task.name, len(train_prompts), len(test_prompts),
+        config.model.model_name_or_path, loaded.device, loaded.autocast_dtype,
+        oracle.judge_id, config.acquisition.name,
+    )
+    return Components(
+        config, loaded, reference, trainer, view, task, train_prompts, test_prompts, oracle,
+        acquisition, judgement_cache, fingerprint,
+    )

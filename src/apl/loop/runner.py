@@ -1,0 +1,256 @@
+"""Algorithm 1 of the paper, resumable: acquire, label, fine-tune, evaluate, round after round.
+
+Each round's steps are recorded in the ledger as they finish (`candidates`, `labelled`,
+`trained`, `evaluated`), with a model checkpoint after training. A resumed run reads back what
+the ledger holds, reloads the newest checkpoint, and redoes only unfinished work: candidates
+and paid verdicts are never regenerated or re-bought. Every random choice comes from a stream
+seeded by (seed, purpose, round), so a resumed run makes the same choices as an unbroken one.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from apl.config import APLConfig, apply_overrides, config_from_dict, dump_config
+from apl.data import sample_prompts
+from apl.errors import ConfigError, RunStoreError
+from apl.export import export_run
+from apl.loop.components import Components, build_components, derive_seed, round_rng, torch_generator
+from apl.loop.evaluating import evaluate_round, is_waypoint, prepare_evaluation
+from apl.loop.labelling import label_round
+from apl.loop.progress import RunProgress
+from apl.store.baseline_cache import BaselineCache
+from apl.store.fs import replace_dir_atomic, write_text_atomic
+from apl.store.ledger import Ledger
+from apl.store.ledger_schema import PHASES
+from apl.store.run_dir import CONFIG_FILE, RunDir, load_run_dir, open_run_dir
+
+logger = logging.getLogger(__name__)
+
+TRAINER_STATE = "trainer_state.pt"
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    metrics: dict[int, dict[str, float | None]]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _done(phase: str | None, wanted: str) -> bool:
+    return phase is not None and PHASES.index(phase) >= PHASES.index(wanted)
+
+
+class PhaseTimer:
+    """Wall time per phase (generate, score, label, train, evaluate), summed over rounds."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+
+    @contextmanager
+    def time(self, phase: str) -> Iterator[None]:
+        """Add the wall time of the block to `phase`."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.totals[phase] = self.totals.get(phase, 0.0) + time.perf_counter() - start
+
+
+class TimedView:
+    """Wraps the PolicyView so acquisition's sampling and reference scoring are timed apart."""
+
+    def __init__(self, view, timer: PhaseTimer) -> None:
+        self._view, self._timer = view, timer
+
+    def __getattr__(self, name: str):
+        return getattr(self._view, name)
+
+    def sample(self, prompts, num_samples, temperature=None):
+        """Time the policy's sampling as `generate`."""
+        with self._timer.time("generate"):
+            return self._view.sample(prompts, num_samples, temperature)
+
+    def reference_logps(self, prompts, completions):
+        """Time reference scoring as `score`."""
+        with self._timer.time("score"):
+            return self._view.reference_logps(prompts, completions)
+
+
+class ActiveLoop:
+    """One run of active preference learning over an opened run directory."""
+
+    def __init__(self, run_dir: RunDir, components: Components, ledger: Ledger) -> None:
+        self.run_dir, self.c, self.ledger = run_dir, components, ledger
+        self.config: APLConfig = components.config
+        self.timer = PhaseTimer()
+
+    # --- resume ------------------------------------------------------------------------------
+    def _restore(self) -> int:
+        """Load the newest checkpoint of a round marked `trained`; return its round (0: theta_0)."""
+        trained = [r for r, path in self.run_dir.checkpoints().items()
+                   if _done(self.ledger.phase(r), "trained")]
+        if not trained:
+            return 0
+        round = max(trained)
+        path = self.run_dir.checkpoint_path(round)
+        state = torch.load(path / TRAINER_STATE, map_location="cpu", weights_only=False)
+        self.c.trainer.load_state_dict(state)
+        self.c.view.is_reference = False
+        logger.info("Resumed from the checkpoint after round %d", round)
+        return round
+
+    def _checkpoint(self, round: int) -> None:
+        """Save the trainer's state for `round` atomically (older ones go once it is marked)."""
+        state = self.c.trainer.state_dict()
+        replace_dir_atomic(
+            self.run_dir.checkpoint_path(round),
+            lambda tmp: torch.save(state, tmp / TRAINER_STATE),
+            "save a checkpoint to",
+        )
+
+    def _prune_checkpoints(self, round: int) -> None:
+        # Only after `round` is marked trained: until then a crash must find round - 1's.
+        for old_round, old_path in self.run_dir.checkpoints().items():
+            if old_round < round:
+                shutil.rmtree(old_path, ignore_errors=True)
+
+    # --- one round ---------------------------------------------------------------------------
+    def _acquire(self, round: int) -> None:
+        config, c = self.config, self.c
+        rng = round_rng(config.seed, round, "acquire")
+        c.view.generator = torch_generator(c.loaded.device, derive_seed(config.seed, "sample", round))
+        prompts = sample_prompts(
+            c.train_prompts,
+            c.acquisition.prompts_needed(config.loop.pool_size),
+            rng,
+            exclude_uids=self.ledger.acquired_prompt_uids(),
+            option="loop.pool_size",
+            pool=f"{config.task.name}/train",
+        )
+        pairs = c.acquisition.acquire(prompts, TimedView(c.view, self.timer), config.loop.query_size, rng)
+        self.ledger.save_candidates(round, pairs)
+
+    def _train(self, round: int) -> dict[str, float]:
+        preferences = self.ledger.preferences(up_to_round=round)
+        newest = [lp.preference for lp in self.ledger.labelled(up_to_round=round) if lp.round == round]
+        if not preferences:
+            logger.warning("Round %d: no usable labels yet; the policy is unchanged.", round)
+            return {}
+        history = self.c.trainer.train(preferences, newest=newest)
+        self.c.view.is_reference = False
+        self.ledger.log_history(round, history)
+        last = dict(history[-1]) if history else {}
+        return {k: v for k, v in last.items() if v is not None}
+
+    def run_round(self, round: int, progress: RunProgress) -> None:
+        """Finish whatever is left of `round`."""
+        config, ledger = self.config, self.ledger
+        M = config.loop.query_size
+        if ledger.phase(round) is None:
+            progress.phase(round, "acquiring")
+            self._acquire(round)
+        if not _done(ledger.phase(round), "labelled"):
+            progress.phase(round, "labelling")
+            with self.timer.time("label"):
+                stats = label_round(
+                    ledger, self.c.oracle, ledger.candidates(round), M, on_progress=progress.labels
+                )
+            ledger.log_metrics(round, {
+                "label/usable": stats.usable, "label/asked": stats.asked,
+                "label/dropped": stats.dropped, "label/total": len(ledger.preferences()),
+            })
+            ledger.set_phase(round, "labelled")
+        if not _done(ledger.phase(round), "trained"):
+            progress.phase(round, "training")
+            with self.timer.time("train"):
+                metrics = self._train(round)
+            self._checkpoint(round)
+            ledger.log_metrics(round, metrics)
+            ledger.set_phase(round, "trained")
+            self._prune_checkpoints(round)
+        if not _done(ledger.phase(round), "evaluated"):
+            if is_waypoint(config, round * M, round):
+                progress.phase(round, "evaluating")
+                with self.timer.time("evaluate"):
+                    result = evaluate_round(self.c, ledger, round)
+                ledger.log_metrics(round, result.as_metrics())
+                logger.info(
+                    "Round %d/%d: %d labels, win-rate %.3f ± %.3f (n=%d, %d invalid)",
+                    round, config.loop.num_rounds, len(ledger.preferences()),
+                    result.win_rate, result.stderr, result.n, result.invalid,
+                )
+            ledger.set_phase(round, "evaluated")
+        ledger.log_metrics(round, {f"time/{k}": v for k, v in self.timer.totals.items()})
+
+    def run(self) -> RunResult:
+        """Run (or finish) every round, then export the labels and the final model."""
+        config = self.config
+        rounds = self.ledger.rounds()
+        trained_to = self._restore()
+        if trained_to == 0 and any(_done(p, "trained") for p in rounds.values()):
+            raise RunStoreError(
+                f"Run directory {self.run_dir.path} has trained rounds but no checkpoint in "
+                f"{self.run_dir.checkpoints_dir}; restore it, or start over in a new output_dir "
+                "(paid verdicts stay in the judgement cache)."
+            )
+        with RunProgress(config.loop.num_rounds, config.loop.query_size) as progress:
+            if not self.ledger.baseline():
+                progress.phase(1, "baseline")
+                with self.timer.time("evaluate"):
+                    prepare_evaluation(self.c, self.ledger, BaselineCache(self.run_dir.baselines_dir))
+            for round in range(1, config.loop.num_rounds + 1):
+                if round <= trained_to and _done(self.ledger.phase(round), "evaluated"):
+                    progress.advance(round)
+                    continue
+                self.run_round(round, progress)
+                trained_to = max(trained_to, round)
+                progress.advance(round)
+        export_run(self.run_dir.path)
+        self.run_dir.save_final_model(self.c.trainer.accelerator.unwrap_model(self.c.trainer.model), self.c.loaded.tokenizer)
+        return RunResult(self.run_dir.path, self.ledger.metrics(), dict(self.timer.totals))
+
+
+def run_active_learning(run_dir: RunDir, cache_dir: Path | None = None) -> RunResult:
+    """Build the stages for `run_dir`'s config and run every round left."""
+    components = build_components(run_dir.config, cache_dir=cache_dir)
+    try:
+        with run_dir.open_ledger() as ledger:
+            return ActiveLoop(run_dir, components, ledger).run()
+    finally:
+        components.close()
+
+
+def run(config: APLConfig, cache_dir: Path | None = None) -> RunResult:
+    """`apl run`: create (or reopen, if it holds this same config) the run dir and run."""
+    return run_active_learning(open_run_dir(config), cache_dir=cache_dir)
+
+
+def resume_run(
+    path: str | Path, overrides: list[str], allowed: tuple[str, ...], cache_dir: Path | None = None
+) -> RunResult:
+    """`apl resume`: reopen a run dir with its stored config (only spending limits may change)."""
+    run_dir = load_run_dir(path)
+    if overrides:
+        for item in overrides:
+            key = item.split("=", 1)[0].strip()
+            if key not in allowed:
+                raise ConfigError(
+                    f"`apl resume` cannot change {key!r}: it would change what the run computes; "
+                    f"only {', '.join(allowed)} may change (start a new output_dir otherwise)."
+                )
+        data = apply_overrides(run_dir.config.model_dump(mode="json"), overrides)
+        run_dir.config = config_from_dict(data, source="resume overrides")
+        write_text_atomic(run_dir.path / CONFIG_FILE, dump_config(run_dir.config))
+        logger.info("Resume overrides applied: %s", ", ".join(overrides))
+    return run_active_learning(run_dir, cache_dir=cache_dir)

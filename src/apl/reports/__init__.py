@@ -1,0 +1,1 @@
+"""Reports: run summaries, sweep tables and the paper's figures, from run stores."""
