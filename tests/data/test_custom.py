@@ -10,7 +10,9 @@ from apl.data import TASKS
 from apl.data.custom import CustomTask
 from apl.errors import ConfigError, DataError
 
-ROWS = [{"prompt": f"Question {i}: what is {i} plus {i}? ", "answer": str(2 * i)} for i in range(60)]
+ROWS = [
+    {"prompt": f"Question {i}: what is {i} plus {i}? ", "answer": str(2 * i)} for i in range(60)
+]
 
 
 @pytest.fixture()
@@ -67,14 +69,19 @@ def test_split_column_replaces_the_hash_split(tmp_path):
     assert len(CustomTask(str(path), split_column="part").load_prompts("train")) == 55
     frame["part"] = "dev"
     write(frame, path)
-    with pytest.raises(DataError, match=r"no row has 'part' \(`task.split_column`\) == 'test'; values seen: dev"):
+    with pytest.raises(
+        DataError, match=r"no row has 'part' \(`task.split_column`\) == 'test'; values seen: dev"
+    ):
         CustomTask(str(path), split_column="part").load_prompts("test")
 
 
 def test_saved_dataset_dict_keeps_its_own_splits(tmp_path):
     saved = tmp_path / "dd"
     datasets.DatasetDict(
-        {"train": datasets.Dataset.from_list(ROWS[:50]), "test": datasets.Dataset.from_list(ROWS[50:])}
+        {
+            "train": datasets.Dataset.from_list(ROWS[:50]),
+            "test": datasets.Dataset.from_list(ROWS[50:]),
+        }
     ).save_to_disk(str(saved))
     assert len(CustomTask(str(saved)).load_prompts("test")) == 10
 
@@ -82,14 +89,20 @@ def test_saved_dataset_dict_keeps_its_own_splits(tmp_path):
 def test_blank_and_duplicate_prompts_are_skipped(tmp_path):
     rows = [{"prompt": "Tell me a story. "}, {"prompt": "Tell me a story."}, {"prompt": "  "}] * 3
     path = write(pd.DataFrame(rows), tmp_path / "dups.csv")
-    assert [p.text for p in CustomTask(str(path), test_fraction=0.0).load_prompts("train")] == ["Tell me a story."]
+    assert [p.text for p in CustomTask(str(path), test_fraction=0.0).load_prompts("train")] == [
+        "Tell me a story."
+    ]
 
 
 def test_bad_inputs_name_the_file_and_the_column(tmp_path, jsonl):
     missing = tmp_path / "missing.jsonl"
     with pytest.raises(DataError, match=f"task.path: {missing} does not exist"):
         CustomTask(str(missing)).load_prompts("train")
-    with pytest.raises(DataError, match=rf"{jsonl} has no column 'text' \(`task.prompt_column`\); available: prompt, answer"):
+    with pytest.raises(
+        DataError,
+        match=rf"{jsonl} has no column 'text' \(`task.prompt_column`\); available: prompt, answer; "
+        r"set `task.prompt_column` to one of them\.$",
+    ):
         CustomTask(str(jsonl), prompt_column="text").load_prompts("train")
     with pytest.raises(DataError, match=r"no column 'summary' \(`task.reference_column`\)"):
         CustomTask(str(jsonl), reference_column="summary").load_prompts("train")

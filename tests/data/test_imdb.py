@@ -69,7 +69,9 @@ def test_prompt_lengths_are_uniform_in_8_to_16_and_independent_of_row_order(prom
     assert [prompt_length(0, u, 8, 16) for u in reversed(uids[:50])] == [
         prompt_length(0, u, 8, 16) for u in uids[:50]
     ][::-1]
-    assert [prompt_length(1, u, 8, 16) for u in uids[:50]] != [prompt_length(0, u, 8, 16) for u in uids[:50]]
+    assert [prompt_length(1, u, 8, 16) for u in uids[:50]] != [
+        prompt_length(0, u, 8, 16) for u in uids[:50]
+    ]
 
 
 def test_loading_again_gives_the_same_prompts_and_another_seed_other_cuts(prompts, tiny_tokenizer):

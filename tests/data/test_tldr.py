@@ -56,10 +56,15 @@ def test_split_files_and_saved_dataset_dict_pick_their_split(tmp_path, rows):
     for split, part in (("train", rows[:20]), ("test", rows[20:])):
         pd.DataFrame(part).to_csv(tmp_path / f"tldr_{split}.csv", index=False)
     by_file = TldrTask(path=str(tmp_path / "tldr_{split}.csv"))
-    assert [p.text for p in by_file.load_prompts("test")] == [r["prompt"].rstrip() for r in kept(rows[20:])]
+    assert [p.text for p in by_file.load_prompts("test")] == [
+        r["prompt"].rstrip() for r in kept(rows[20:])
+    ]
     saved = tmp_path / "saved"
     datasets.DatasetDict(
-        {"train": datasets.Dataset.from_list(rows[:20]), "valid": datasets.Dataset.from_list(rows[20:])}
+        {
+            "train": datasets.Dataset.from_list(rows[:20]),
+            "valid": datasets.Dataset.from_list(rows[20:]),
+        }
     ).save_to_disk(str(saved))
     assert len(TldrTask(path=str(saved)).load_prompts("train")) == len(kept(rows[:20]))
     with pytest.raises(DataError, match=r"train, valid but no 'test'"):
@@ -94,7 +99,10 @@ def test_bad_local_files(tmp_path, rows, tldr_fixture):
     pd.DataFrame([{"prompt": r["prompt"], "summary": r["label"]} for r in rows]).to_json(
         no_label, orient="records", lines=True
     )
-    with pytest.raises(DataError, match=r"no column 'label' .*available: prompt, summary"):
+    with pytest.raises(
+        DataError,
+        match=r"no column 'label'; available: prompt, summary; rename a column to 'label'\.$",
+    ):
         TldrTask(path=str(no_label)).load_prompts("train")
     other = tmp_path / "other.jsonl"
     pd.DataFrame([{"prompt": "Write a poem about cats.", "label": "x"}] * 3).to_json(

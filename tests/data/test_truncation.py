@@ -49,7 +49,9 @@ def test_prompts_are_token_prefixes_and_completions_start_cleanly(texts, lengths
 
 def test_cut_is_the_nearest_word_boundary_at_or_before_token_l(texts, lengths, tiny_tokenizer):
     prompts = truncate_prompts(texts, lengths, tiny_tokenizer)
-    expected = [expected_prompt(t, n, tiny_tokenizer) for t, n in zip(texts[:200], lengths, strict=False)]
+    expected = [
+        expected_prompt(t, n, tiny_tokenizer) for t, n in zip(texts[:200], lengths, strict=False)
+    ]
     assert prompts[:200] == expected
     counts = [len(ids(tiny_tokenizer, p)) for p in prompts]
     # At most L tokens, unless the prompt is a single word longer than that.
@@ -61,11 +63,16 @@ def inside_word(text: str, cut: int) -> bool:
     return text[cut - 1].isalpha() and text[cut].isalpha()
 
 
-def test_the_rule_never_cuts_inside_a_word_where_cuts_break_the_prefix(texts, lengths, tiny_tokenizer):
+def test_the_rule_never_cuts_inside_a_word_where_cuts_break_the_prefix(
+    texts, lengths, tiny_tokenizer
+):
     """Why the rule exists: mid-word cuts are often not token prefixes of the text."""
     prompts = truncate_prompts(texts, lengths, tiny_tokenizer)
     assert not any(inside_word(t, len(p)) for t, p in zip(texts, prompts, strict=True))
-    naive = [tiny_tokenizer.decode(ids(tiny_tokenizer, t)[:n]) for t, n in zip(texts, lengths, strict=True)]
+    naive = [
+        tiny_tokenizer.decode(ids(tiny_tokenizer, t)[:n])
+        for t, n in zip(texts, lengths, strict=True)
+    ]
     assert sum(inside_word(t, len(p)) for t, p in zip(texts, naive, strict=True)) > len(texts) // 4
     mid_word = [(t[:200], i) for t in texts[:40] for i in range(1, 100) if inside_word(t, i)]
     broken = sum(not is_token_prefix(t[:i], t, tiny_tokenizer) for t, i in mid_word)
@@ -100,7 +107,9 @@ def metaspace_bpe(texts: list[str], llama_layout: bool) -> PreTrainedTokenizerFa
     trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<unk>"], show_progress=False)
     tok.train_from_iterator([t[:300] for t in texts], trainer)
     if llama_layout:
-        tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+        tok.normalizer = normalizers.Sequence(
+            [normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")]
+        )
         tok.pre_tokenizer = None
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
 

@@ -36,7 +36,9 @@ def _read_file(path: Path) -> pd.DataFrame:
         return readers[suffix]()
     except Exception as err:  # pandas and pyarrow raise many types for a malformed file
         detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"task.path: {path} could not be read as {suffix[1:]} ({detail}); check the file.") from None
+        raise DataError(
+            f"task.path: {path} could not be read as {suffix[1:]} ({detail}); check the file."
+        ) from None
 
 
 def read_pool(path: str | Path, split: Split) -> tuple[pd.DataFrame, bool]:
@@ -56,7 +58,9 @@ def read_pool(path: str | Path, split: Split) -> tuple[pd.DataFrame, bool]:
         saved = datasets.load_from_disk(str(path))
     except Exception as err:
         detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"task.path: {path} is not a `datasets.save_to_disk` directory ({detail}).") from None
+        raise DataError(
+            f"task.path: {path} is not a `datasets.save_to_disk` directory ({detail})."
+        ) from None
     if isinstance(saved, datasets.DatasetDict):
         if split not in saved:
             raise DataError(
@@ -67,14 +71,15 @@ def read_pool(path: str | Path, split: Split) -> tuple[pd.DataFrame, bool]:
     return saved.to_pandas(), False
 
 
-def require_column(rows: pd.DataFrame, column: str, option: str, source: Path | str) -> None:
-    """Raise DataError naming the file and column, listing the columns that exist."""
+def require_column(
+    rows: pd.DataFrame, column: str, source: Path | str, option: str | None = None
+) -> None:
+    """Raise DataError naming the file, the column and the option, listing existing columns."""
     if column not in rows.columns:
         available = ", ".join(map(str, rows.columns)) or "(none)"
-        raise DataError(
-            f"{source} has no column {column!r} (`{option}`); available: {available}. "
-            f"Set `{option}` to one of them."
-        )
+        named = f" (`{option}`)" if option else ""
+        fix = f"set `{option}` to one of them" if option else f"rename a column to {column!r}"
+        raise DataError(f"{source} has no column {column!r}{named}; available: {available}; {fix}.")
 
 
 def is_blank(value: Any) -> bool:
@@ -129,13 +134,13 @@ class CustomTask(Task):
                 for t in rows[self.prompt_column]
             ]
             return rows[keep]
-        require_column(rows, self.split_column, "task.split_column", self.path)
+        require_column(rows, self.split_column, self.path, "task.split_column")
         values = rows[self.split_column].astype(str).str.strip().str.lower()
         if not (values == split).any():
             seen = ", ".join(sorted(set(values))[:10])
             raise DataError(
-                f"{self.path}: no row has {self.split_column!r} (`task.split_column`) == {split!r}; "
-                f"values seen: {seen}. Use 'train' and 'test'."
+                f"{self.path}: no row has {self.split_column!r} (`task.split_column`) == "
+                f"{split!r}; values seen: {seen}. Use 'train' and 'test'."
             )
         return rows[values == split]
 
@@ -143,9 +148,9 @@ class CustomTask(Task):
         """The prompts of `split`; uids hash the prompt text. `tokenizer` and `seed` are unused."""
         check_split(split, self.name)
         rows, presplit = read_pool(self.path, split)
-        require_column(rows, self.prompt_column, "task.prompt_column", self.path)
+        require_column(rows, self.prompt_column, self.path, "task.prompt_column")
         if self.reference_column is not None:
-            require_column(rows, self.reference_column, "task.reference_column", self.path)
+            require_column(rows, self.reference_column, self.path, "task.reference_column")
         if not presplit:
             rows = self._select_split(rows, split)
         prompts: dict[str, Prompt] = {}
@@ -170,5 +175,10 @@ class CustomTask(Task):
                 "add rows, or raise `task.test_fraction` if the test split is empty."
             )
         if len(prompts) < len(rows):
-            logger.info("%s/%s: %d blank or duplicate prompts skipped", self.name, split, len(rows) - len(prompts))
+            logger.info(
+                "%s/%s: %d blank or duplicate prompts skipped",
+                self.name,
+                split,
+                len(rows) - len(prompts),
+            )
         return list(prompts.values())

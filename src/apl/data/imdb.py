@@ -33,7 +33,9 @@ class ImdbTask(Task):
     baseline = "initial"
     judge_template = "sentiment"
 
-    def __init__(self, min_prompt_tokens: int = 8, max_prompt_tokens: int = 16, min_review_chars: int = 200) -> None:
+    def __init__(
+        self, min_prompt_tokens: int = 8, max_prompt_tokens: int = 16, min_review_chars: int = 200
+    ) -> None:
         if not 1 <= min_prompt_tokens <= max_prompt_tokens:
             raise ConfigError(
                 f"task.min_prompt_tokens ({min_prompt_tokens}) must be >= 1 and <= "
@@ -52,7 +54,8 @@ class ImdbTask(Task):
             return list(cached[1])
         reviews = [r for r in load_imdb_reviews(split) if len(r.text) > self.min_review_chars]
         lengths = [
-            prompt_length(seed, r.uid, self.min_prompt_tokens, self.max_prompt_tokens) for r in reviews
+            prompt_length(seed, r.uid, self.min_prompt_tokens, self.max_prompt_tokens)
+            for r in reviews
         ]
         texts = truncate_prompts([r.text for r in reviews], lengths, tokenizer)
         prompts = [
@@ -61,7 +64,17 @@ class ImdbTask(Task):
             if text is not None
         ]
         if len(prompts) < len(reviews):
-            logger.warning("imdb/%s: %d reviews had no safe prompt cut; dropped", split, len(reviews) - len(prompts))
-        logger.info("imdb/%s: %d prompts of %d-%d tokens", split, len(prompts), self.min_prompt_tokens, self.max_prompt_tokens)
+            logger.warning(
+                "imdb/%s: %d reviews had no safe prompt cut; dropped",
+                split,
+                len(reviews) - len(prompts),
+            )
+        logger.info(
+            "imdb/%s: %d prompts of %d-%d tokens",
+            split,
+            len(prompts),
+            self.min_prompt_tokens,
+            self.max_prompt_tokens,
+        )
         self._cache[(split, seed)] = (tokenizer, prompts)
         return list(prompts)

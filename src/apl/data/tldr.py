@@ -24,7 +24,8 @@ logger = logging.getLogger(__name__)
 
 HUB_DATASET = "CarperAI/openai_summarize_tldr"
 _TLDR_PROMPT = re.compile(
-    r"\s*SUBREDDIT:\s*r/(?P<subreddit>\S+)\s*\nTITLE:.*?\nPOST:(?P<post>.*?)\s*TL;DR:\s*\Z", re.DOTALL
+    r"\s*SUBREDDIT:\s*r/(?P<subreddit>\S+)\s*\nTITLE:.*?\nPOST:(?P<post>.*?)\s*TL;DR:\s*\Z",
+    re.DOTALL,
 )
 
 
@@ -84,13 +85,14 @@ class TldrTask(Task):
                 detail = str(err).splitlines()[0] if str(err) else type(err).__name__
                 raise DataError(
                     f"tldr: cannot load {self.dataset!r} split {split!r} from the hub ({detail}); "
-                    f"offline, pass task.path=<local file> with columns prompt and label ({FORMATS})."
+                    "offline, pass task.path=<local file> with columns prompt and label "
+                    f"({FORMATS})."
                 ) from None
             return rows, self.dataset
         source = self.path.replace("{split}", split)
         rows, presplit = read_pool(source, split)
         if not presplit and "{split}" not in self.path:  # one file: split by a hash of the prompt
-            require_column(rows, "prompt", "tldr prompt column", source)
+            require_column(rows, "prompt", source)
             keep = [
                 not is_blank(p) and hash_split(str(p).rstrip(), self.test_fraction) == split
                 for p in rows["prompt"]
@@ -103,7 +105,7 @@ class TldrTask(Task):
         check_split(split, "tldr")
         rows, source = self._rows(split)
         for column in ("prompt", "label"):
-            require_column(rows, column, f"tldr {column} column", source)
+            require_column(rows, column, source)
         prompts: dict[str, Prompt] = {}
         counts = {"malformed": 0, "length": 0, "subreddit": 0, "no summary": 0}
         for prompt, label in zip(rows["prompt"], rows["label"], strict=True):
@@ -125,14 +127,21 @@ class TldrTask(Task):
         if counts["malformed"] == len(rows) and len(rows):
             raise DataError(
                 f"{source}: no row of column 'prompt' has the form "
-                "'SUBREDDIT: r/...\\nTITLE: ...\\nPOST: ...\\nTL;DR:'; use task `custom` for other pools."
+                "'SUBREDDIT: r/...\\nTITLE: ...\\nPOST: ...\\nTL;DR:'; "
+                "use task `custom` for other pools."
             )
         if not prompts:
+            tally = ", ".join(f"{k}: {v}" for k, v in counts.items())
             raise DataError(
-                f"{source}: no prompts left in split {split!r} after filtering "
-                f"({', '.join(f'{k}: {v}' for k, v in counts.items())}); check the file and filters."
+                f"{source}: no prompts left in split {split!r} after filtering ({tally}); "
+                "check the file and the filters."
             )
         dropped = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
-        logger.info("tldr/%s: %d prompts from %s (dropped: %s)", split, len(prompts), source, dropped or "none")
+        logger.info(
+            "tldr/%s: %d prompts from %s (dropped: %s)",
+            split,
+            len(prompts),
+            source,
+            dropped or "none",
+        )
         return list(prompts.values())
-

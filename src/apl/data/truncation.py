@@ -32,10 +32,11 @@ def _whitespace_cuts(text: str) -> list[int]:
 
 
 def _ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    """`tokenizer(texts, add_special_tokens=False)["input_ids"]`, via the Rust backend if any."""
     if not texts:
         return []
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:  # what `tokenizer(texts, add_special_tokens=False)` runs, minus overhead
+    if backend is not None:  # the same encoder, without building a BatchEncoding (1.5x faster)
         return [enc.ids for enc in backend.encode_batch(texts, add_special_tokens=False)]
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
@@ -78,7 +79,9 @@ def _choose_cut(text: str, prefix: str, encoding: Any, num_tokens: int) -> int |
     return _NO_CUT if whole else _RETRY
 
 
-def _search_cuts(texts: list[str], num_tokens: list[int], tokenizer: Any, margin: int) -> list[str | None]:
+def _search_cuts(
+    texts: list[str], num_tokens: list[int], tokenizer: Any, margin: int
+) -> list[str | None]:
     """Fallback: per text, the longest verified whitespace cut of at most L tokens.
 
     If none fits, the shortest verified cut (one word); None if none verifies. A cut is
@@ -93,7 +96,11 @@ def _search_cuts(texts: list[str], num_tokens: list[int], tokenizer: Any, margin
     start = 0
     for text, cs, ids_all, n in zip(texts, cuts, head_ids, num_tokens, strict=True):
         encoded, start = flat[start : start + len(cs)], start + len(cs)
-        verified = [i for i, ids in enumerate(encoded) if len(ids) < len(ids_all) and ids_all[: len(ids)] == ids]
+        verified = [
+            i
+            for i, ids in enumerate(encoded)
+            if len(ids) < len(ids_all) and ids_all[: len(ids)] == ids
+        ]
         fitting = [i for i in verified if len(encoded[i]) <= n]
         pick = fitting[-1] if fitting else (verified[0] if verified else None)
         out.append(None if pick is None else text[: cs[pick]])
@@ -101,7 +108,10 @@ def _search_cuts(texts: list[str], num_tokens: list[int], tokenizer: Any, margin
 
 
 def truncate_prompts(
-    texts: Sequence[str], num_tokens: Sequence[int], tokenizer: Any, prefix_chars: int = PREFIX_CHARS
+    texts: Sequence[str],
+    num_tokens: Sequence[int],
+    tokenizer: Any,
+    prefix_chars: int = PREFIX_CHARS,
 ) -> list[str | None]:
     """For each text, its first ~`num_tokens[i]` tokens cut at a verified safe boundary.
 
@@ -120,7 +130,9 @@ def truncate_prompts(
     while todo:
         prefixes = [texts[i][:chars] for i in todo]
         retry = []
-        for i, prefix, enc in zip(todo, prefixes, fast.encode_batch(prefixes, add_special_tokens=False), strict=True):
+        for i, prefix, enc in zip(
+            todo, prefixes, fast.encode_batch(prefixes, add_special_tokens=False), strict=True
+        ):
             cut = _choose_cut(texts[i], prefix, enc, num_tokens[i])
             if cut == _RETRY:
                 retry.append(i)
@@ -136,8 +148,12 @@ def truncate_prompts(
             out[i] = None
             fallback.append(i)
     if fallback:
-        logger.debug("%d of %d texts take the verified whitespace search", len(fallback), len(texts))
-        found = _search_cuts([texts[i] for i in fallback], [num_tokens[i] for i in fallback], tokenizer, prefix_chars)
+        logger.debug(
+            "%d of %d texts take the verified whitespace search", len(fallback), len(texts)
+        )
+        found = _search_cuts(
+            [texts[i] for i in fallback], [num_tokens[i] for i in fallback], tokenizer, prefix_chars
+        )
         for i, prompt in zip(fallback, found, strict=True):
             out[i] = prompt
     return out
