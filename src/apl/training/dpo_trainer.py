@@ -1,0 +1,283 @@
+"""DPO fine-tuning on accelerate, one `train` call per round; TRL's DPOTrainer is the peer.
+
+Modes (`DPOConfig.mode`): `reset` goes back to theta_0 with a fresh optimiser every round and
+trains E epochs on all labels (the paper); `continue` warm-starts from the last round's weights
+and optimiser; `online` takes exactly one optimiser step on the newest batch (Appendix D).
+Reference log-probs come from a `ReferenceModel`, which computes each one once and caches it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from torch.utils.data import DataLoader
+
+from apl.config import DPOConfig
+from apl.errors import ConfigError
+from apl.policy.batching import context_length, model_device
+from apl.policy.reference import ReferenceModel
+from apl.policy.scoring import sequence_logps
+from apl.training.batches import PreferenceCollator, PreferenceRow, check_lengths, split_validation
+from apl.training.dpo_loss import dpo_loss, preference_metrics
+from apl.types import Preference
+
+logger = logging.getLogger(__name__)
+
+_MIXED_PRECISION = {None: "no", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Set every dropout probability to 0, so DPO's log-ratios are not noise (TRL does the same)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+
+def make_accelerator(device: torch.device, autocast_dtype: torch.dtype | None) -> Accelerator:
+    """An Accelerator on `device` whose mixed precision matches `autocast_dtype` (None: fp32)."""
+    kwargs = {"mixed_precision": _MIXED_PRECISION[autocast_dtype], "cpu": device.type == "cpu"}
+    try:
+        return Accelerator(**kwargs)
+    except ValueError:
+        # accelerate keeps one process-wide state; a later trainer in the same process with another
+        # precision must reset it first, as transformers' TrainingArguments does every time.
+        AcceleratorState._reset_state(reset_partial_state=True)
+        return Accelerator(**kwargs)
+
+
+def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+
+
+class DPOTrainer:
+    """Sigmoid-loss DPO of a policy against a fixed reference, round after round."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        config: DPOConfig,
+        *,
+        reference: ReferenceModel,
+        seed: int = 0,
+        autocast_dtype: torch.dtype | None = None,
+        accelerator: Accelerator | None = None,
+    ) -> None:
+        self.config = config
+        self.reference = reference
+        self.seed = seed
+        pad = tokenizer.pad_token_id
+        self.collator = PreferenceCollator(pad if pad is not None else tokenizer.eos_token_id)
+        context = context_length(model)  # positions beyond the model's context cannot be scored
+        self.max_length = min(filter(None, (config.max_length, context)), default=None)
+        if config.disable_dropout:
+            disable_dropout(model)
+        self.accelerator = accelerator or make_accelerator(model_device(model), autocast_dtype)
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ConfigError("DPOTrainer: the model has no trainable parameters; unfreeze it or add LoRA.")
+        self._theta0 = _trainable_state(model)  # all weights, or just the LoRA adapter; on CPU
+        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self._fresh_optimizer = copy.deepcopy(self.optimizer.state_dict())
+        self.rounds_trained = 0
+        self.global_step = 0
+        self.best_epoch: int | None = None  # set when early stopping picked an epoch
+
+    # --- state -------------------------------------------------------------------------------
+    def _unwrapped(self) -> torch.nn.Module:
+        return self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=True)
+
+    def _load_trainable(self, state: dict[str, torch.Tensor]) -> None:
+        params = dict(self._unwrapped().named_parameters())
+        with torch.no_grad():
+            for name, value in state.items():
+                params[name].copy_(value)
+
+    def reset(self) -> None:
+        """Back to theta_0 exactly (weights or LoRA adapter) with a fresh optimiser state."""
+        self._load_trainable(self._theta0)
+        self.optimizer.load_state_dict(copy.deepcopy(self._fresh_optimizer))
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def state_dict(self) -> dict:
+        """Trained weights (CPU), optimiser state and counters, so a round can be checkpointed."""
+        return {
+            "model": _trainable_state(self._unwrapped()),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),  # a snapshot, not live tensors
+            "rounds_trained": self.rounds_trained,
+            "global_step": self.global_step,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` returned (resume after a crash)."""
+        self._load_trainable(state["model"])
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        self.rounds_trained = state["rounds_trained"]
+        self.global_step = state["global_step"]
+
+    # --- data --------------------------------------------------------------------------------
+    def _rows(self, preferences: Sequence[Preference]) -> list[PreferenceRow]:
+        if not preferences:
+            raise ValueError("DPOTrainer.train needs at least one labelled preference")
+        filled = self.reference.fill(preferences)  # computes only log-probs not cached yet
+        prompts = self.reference.prompt_ids([p.prompt.text for p in filled])
+        rows = [
+            PreferenceRow(pr, tuple(p.chosen.token_ids), tuple(p.rejected.token_ids),
+                          p.ref_logp_chosen, p.ref_logp_rejected)
+            for pr, p in zip(prompts, filled)
+        ]
+        check_lengths(rows, self.max_length)
+        return rows
+
+    def _round_seed(self) -> int:
+        return int(np.random.SeedSequence([self.seed, self.rounds_trained]).generate_state(1)[0])
+
+    def _loader(self, rows: list[PreferenceRow], shuffle: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self._round_seed()) if shuffle else None
+        loader = DataLoader(
+            rows, batch_size=self.config.per_device_train_batch_size, shuffle=shuffle,
+            generator=generator, collate_fn=self.collator,
+        )
+        return self.accelerator.prepare(loader)
+
+    @contextlib.contextmanager
+    def _seeded(self) -> Iterator[None]:
+        # Dropout (when left on) draws from the global RNG: seed it per round, restore it after.
+        device = model_device(self._unwrapped())
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(self._round_seed())
+            yield
+
+    # --- training ----------------------------------------------------------------------------
+    def train(
+        self, preferences: Sequence[Preference], newest: Sequence[Preference] | None = None
+    ) -> list[dict[str, float]]:
+        """Train one round as `config.mode` says; one metrics dict per epoch (online: one step).
+
+        `preferences` is every label so far; `newest` the batch just labelled (online mode trains
+        on it alone and defaults it to `preferences`). Missing reference log-probs are filled first.
+        """
+        with self._seeded():
+            if self.config.mode == "online":
+                rows = self._rows(list(newest) if newest is not None else list(preferences))
+                history = self._online(rows)
+            else:
+                if self.config.mode == "reset":
+                    self.reset()
+                history = self._fit(self._rows(list(preferences)))
+        self.rounds_trained += 1
+        self.model.eval()
+        return history
+
+    def _fit(self, rows: list[PreferenceRow]) -> list[dict[str, float]]:
+        cfg = self.config
+        train_rows, val_rows = split_validation(rows, cfg.validation_fraction)
+        patience = cfg.early_stopping_patience
+        if patience is not None and not val_rows:
+            raise ConfigError(
+                f"dpo.early_stopping_patience ({patience}) needs a validation set, but "
+                f"dpo.validation_fraction ({cfg.validation_fraction}) holds out no pairs of "
+                f"{len(rows)}; set validation_fraction > 0 or drop early_stopping_patience."
+            )
+        loader = self._loader(train_rows, shuffle=True)
+        val_loader = self._loader(val_rows, shuffle=False) if val_rows else None
+        max_steps = cfg.max_steps if cfg.max_steps > 0 else None
+        self.accelerator.gradient_accumulation_steps = cfg.gradient_accumulation_steps
+        history: list[dict[str, float]] = []
+        steps, best_loss, best_state, since_best = 0, math.inf, None, 0
+        self.best_epoch = None
+        for epoch in range(1, cfg.num_train_epochs + 1):
+            metrics, steps = self._epoch(loader, steps, max_steps)
+            metrics["epoch"] = float(epoch)
+            if val_loader is not None:
+                metrics.update({f"eval/{k}": v for k, v in self.evaluate(val_loader).items()})
+            history.append(metrics)
+            logger.info(
+                "DPO epoch %d/%d: loss %.4f, reward accuracy %.3f, margin %.4f%s", epoch,
+                cfg.num_train_epochs, metrics["train/loss"], metrics["rewards/accuracies"],
+                metrics["rewards/margins"],
+                f", eval loss {metrics['eval/loss']:.4f}" if val_loader is not None else "",
+            )
+            if patience is not None:
+                if metrics["eval/loss"] < best_loss:
+                    best_loss, since_best, self.best_epoch = metrics["eval/loss"], 0, epoch
+                    best_state = _trainable_state(self._unwrapped())
+                else:
+                    since_best += 1
+                    if since_best >= patience:
+                        logger.info("early stop after epoch %d; keeping epoch %d", epoch, self.best_epoch)
+                        break
+            if max_steps is not None and steps >= max_steps:
+                break
+        if best_state is not None:
+            self._load_trainable(best_state)
+        return history
+
+    def _online(self, rows: list[PreferenceRow]) -> list[dict[str, float]]:
+        loader = self._loader(rows, shuffle=False)
+        # Accumulate over every micro-batch of the newest batch: exactly one optimiser step.
+        self.accelerator.gradient_accumulation_steps = max(1, len(loader))
+        metrics, _ = self._epoch(loader, 0, None)
+        metrics["epoch"] = 1.0
+        return [metrics]
+
+    def _batch_logps(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        with self.accelerator.autocast():
+            logps = sequence_logps(
+                self.model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"],
+                position_ids=batch["position_ids"],
+            )
+        return logps.float().chunk(2)
+
+    def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Mean DPO loss of a collated batch, and per-pair (loss, rewards, logps) for metrics."""
+        chosen, rejected = self._batch_logps(batch)
+        losses, r_chosen, r_rejected = dpo_loss(
+            chosen, rejected, batch["ref_chosen"], batch["ref_rejected"], self.config.beta
+        )
+        return losses.mean(), (losses.detach(), r_chosen, r_rejected, chosen.detach(), rejected.detach())
+
+    def _epoch(self, loader: DataLoader, steps: int, max_steps: int | None) -> tuple[dict[str, float], int]:
+        self.model.train()
+        parts: list[tuple[torch.Tensor, ...]] = []
+        for batch in loader:
+            with self.accelerator.accumulate(self.model):
+                loss, per_pair = self.compute_loss(batch)
+                self.accelerator.backward(loss)
+                if self.accelerator.sync_gradients and self.config.max_grad_norm is not None:
+                    self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad()
+            parts.append(self.accelerator.gather_for_metrics(per_pair))
+            if self.accelerator.sync_gradients:
+                steps += 1
+                self.global_step += 1
+                if max_steps is not None and steps >= max_steps:
+                    break
+        metrics = _summarise(parts)
+        metrics["train/loss"] = metrics.pop("loss")
+        metrics["train/global_step"] = float(self.global_step)
+        return metrics, steps
+
+    @torch.no_grad()
+    def evaluate(self, loader: DataLoader) -> dict[str, float]:
+        """Loss and reward metrics on a prepared loader, without updating anything."""
+        was_training = self.model.training
+        self.model.eval()
+        parts = [self.accelerator.gather_for_metrics(self.compute_loss(b)[1]) for b in loader]
+        self.model.train(was_training)
+        return _summarise(parts)
+
+
+def _summarise(parts: list[tuple[torch.Tensor, ...]]) -> dict[str, float]:
+    losses, r_chosen, r_rejected, chosen, rejected = (torch.cat(x) for x in zip(*parts))
+    return preference_metrics(losses, r_chosen, r_rejected, chosen, rejected)
