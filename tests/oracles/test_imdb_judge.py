@@ -100,6 +100,8 @@ def test_registry_build_with_cache_and_wrong_template(sentiment_dir, cache):
     judge.judge_batch([request])
     (hit,) = judge.judge_batch([request])
     assert hit.from_cache and hit.verdict is Verdict.A
+    (as_tuple,) = judge.judge_batch([("Wow,", " superb.", " terrible.")])  # plain tuples work too
+    assert as_tuple.from_cache and as_tuple.verdict is Verdict.A
     with pytest.raises(ConfigError, match="judge template is 'summarization'; use oracle.name=openai_judge"):
         ORACLES.build("imdb_judge", {}, cache=None, seed=0, template="summarization")
 

@@ -243,3 +243,15 @@ def test_parse_retry_after_forms():
     assert parse_retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
     assert parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0  # past
     assert parse_retry_after({}) is None
+
+
+def test_both_orders_keep_a_paid_half_when_the_budget_stops_the_other(make_judge, server, cache):
+    server.default = prefers_wonderful
+    requests = [JudgeRequest(f"R{i}", " wonderful", " meh") for i in range(2)]
+    with pytest.raises(BudgetExceededError):
+        make_judge(order="both", max_calls=3, cache=cache).judge_batch(requests)
+    assert server.count == 3  # pair 0 in both orders, pair 1 only as AB
+    judgements = make_judge(order="both", cache=cache).judge_batch(requests)
+    assert server.count == 4  # the next run buys only pair 1's missing BA call
+    assert [j.verdict for j in judgements] == [Verdict.A, Verdict.A]
+    assert judgements[0].from_cache and not judgements[1].from_cache

@@ -13,6 +13,7 @@ from typing import TextIO
 
 from rich.console import Console
 from rich.panel import Panel
+from rich.text import Text
 
 from apl.errors import OracleError
 from apl.oracles.base import (
@@ -72,9 +73,9 @@ class HumanJudge(Oracle):
         out = self.console
         out.rule("Which is better?")
         out.print(self.instruction, markup=False)
-        out.print(Panel(request.prompt, title="Prompt"))
-        out.print(Panel(first, title="A", border_style="cyan"))
-        out.print(Panel(second, title="B", border_style="magenta"))
+        out.print(Panel(Text(request.prompt), title="Prompt"))  # Text: no markup in user data
+        out.print(Panel(Text(first), title="A", border_style="cyan"))
+        out.print(Panel(Text(second), title="B", border_style="magenta"))
         started = time.monotonic()
         answer = None
         for _ in range(self.max_attempts):

@@ -15,6 +15,7 @@ import os
 import random
 import re
 import time
+from dataclasses import replace
 from typing import Any
 
 import openai
@@ -25,6 +26,7 @@ from apl.oracles.base import (
     JudgeRequest,
     JudgementCache,
     Oracle,
+    cache_key,
     check_order_policy,
     choose_shown_order,
 )
@@ -164,9 +166,20 @@ class OpenAIJudge(Oracle):
         shown = self.shown_order(request)
         if shown != "both":
             return self._ask(request, shown)
-        ab, ba = self._ask(request, "AB"), self._ask(request, "BA")
+        ab, ba = self._ask_once_cached(request, "AB"), self._ask_once_cached(request, "BA")
         self.stats.add(both_pairs=1, order_flips=int(is_order_flip(ab.verdict, ba.verdict)))
         return combine_orders(ab, ba)
+
+    def _ask_once_cached(self, request: JudgeRequest, shown: str) -> Judgement:
+        """One order of a `both` judgement, cached on its own: if the budget stops the second
+        call, the first (paid) answer is reused by the next run instead of bought again."""
+        key = cache_key(self.judge_id, request, shown)
+        if self.cache is not None and (hit := self.cache.get(key)) is not None:
+            return replace(hit, cost_usd=0.0, prompt_tokens=0, completion_tokens=0, latency_s=0.0)
+        judgement = self._ask(request, shown)
+        if self.cache is not None:
+            self.cache.put(key, judgement)
+        return judgement
 
     def _ask(self, request: JudgeRequest, shown: str) -> Judgement:
         first, second = request.completion_a, request.completion_b

@@ -65,6 +65,7 @@ def combine_orders(ab: Judgement, ba: Judgement) -> Judgement:
         cost_usd=ab.cost_usd + ba.cost_usd,
         latency_s=ab.latency_s + ba.latency_s,
         retries=ab.retries + ba.retries,
+        from_cache=ab.from_cache and ba.from_cache,
     )
 
 
