@@ -175,7 +175,9 @@ class OpenAIJudge(Oracle):
         call, the first (paid) answer is reused by the next run instead of bought again."""
         key = cache_key(self.judge_id, request, shown)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
-            return replace(hit, cost_usd=0.0, prompt_tokens=0, completion_tokens=0, latency_s=0.0)
+            return replace(
+                hit, cost_usd=0.0, prompt_tokens=0, completion_tokens=0, latency_s=0.0, retries=0
+            )
         judgement = self._ask(request, shown)
         if self.cache is not None:
             self.cache.put(key, judgement)
