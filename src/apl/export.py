@@ -80,7 +80,9 @@ def _features(with_provenance: bool) -> Any:
     return Features(columns)
 
 
-def export_preferences(items: Sequence[LabelledPair | Preference], out_dir: str | Path) -> ExportResult:
+def export_preferences(
+    items: Sequence[LabelledPair | Preference], out_dir: str | Path
+) -> ExportResult:
     """Write `preferences.jsonl` and `preferences_dataset/` (save_to_disk) under `out_dir`."""
     from datasets import Dataset
 
@@ -104,10 +106,12 @@ def export_preferences(items: Sequence[LabelledPair | Preference], out_dir: str 
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path | None = None) -> ExportResult:
-    """Export a run's labelled set (A/B verdicts, in (round, rank) order); default: RUN_DIR/export."""
+    """Export a run's labelled set (A/B verdicts by round, rank) to `out_dir` or RUN_DIR/export."""
     run = load_run_dir(run_dir)
     if not run.ledger_path.is_file():
-        raise RunStoreError(f"{run.path} has no {run.ledger_path.name} yet; run `apl resume {run.path}` first.")
+        raise RunStoreError(
+            f"{run.path} has no {run.ledger_path.name} yet; run `apl resume {run.path}` first."
+        )
     with run.open_ledger() as ledger:
         items = ledger.labelled()
     return export_preferences(items, out_dir if out_dir is not None else run.path / "export")

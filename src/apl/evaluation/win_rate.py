@@ -133,10 +133,14 @@ def evaluate(
     todo = [i for i, p in enumerate(prompts) if p.uid not in judgements]
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
-        requests = [make_request(prompts[i].text, policy_texts[i], baseline_texts[i]) for i in chunk]
+        requests = [
+            make_request(prompts[i].text, policy_texts[i], baseline_texts[i]) for i in chunk
+        ]
         answers = judge_batch(requests)
         if len(answers) != len(requests):
-            raise ValueError(f"judge_batch returned {len(answers)} judgements for {len(requests)} requests")
+            raise ValueError(
+                f"judge_batch returned {len(answers)} judgements for {len(requests)} requests"
+            )
         new = {prompts[i].uid: answer for i, answer in zip(chunk, answers, strict=True)}
         if on_judged is not None:
             on_judged(new)

@@ -25,7 +25,9 @@ logger = logging.getLogger(__name__)
 _FORMAT = 1
 
 
-def baseline_identity(config: APLConfig, model_fingerprint: str, split: str = "test") -> dict[str, Any]:
+def baseline_identity(
+    config: APLConfig, model_fingerprint: str, split: str = "test"
+) -> dict[str, Any]:
     """What determines the initial model's eval completions for a run with this config.
 
     `model_fingerprint` identifies the weights (e.g. a hash of the weight files), since

@@ -40,7 +40,9 @@ class EvalRecords:
         A different list raises RunStoreError: the test split changed under a stored run.
         """
         with transaction(self._conn):
-            stored = [r[0] for r in self._conn.execute("SELECT uid FROM eval_prompts ORDER BY position")]
+            stored = [
+                r[0] for r in self._conn.execute("SELECT uid FROM eval_prompts ORDER BY position")
+            ]
             wanted = [p.uid for p in prompts]
             if stored and stored != wanted:
                 raise RunStoreError(
@@ -86,7 +88,10 @@ class EvalRecords:
         with transaction(self._conn):
             self._conn.executemany(
                 "INSERT OR IGNORE INTO eval_completions VALUES (?, ?, ?, ?, ?)",
-                [(round, uid, c.text, encode_ids(c.token_ids), c.logp) for uid, c in completions.items()],
+                [
+                    (round, uid, c.text, encode_ids(c.token_ids), c.logp)
+                    for uid, c in completions.items()
+                ],
             )
 
     @_guarded

@@ -39,7 +39,11 @@ def _sqlite_reason(err: sqlite3.Error) -> str | None:
         return "permission denied; make it writable or choose another output_dir"
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
         return "another process holds it; wait for that run to finish or use another output_dir"
-    if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or "not a database" in text or "malformed" in text:
+    if (
+        name in ("SQLITE_NOTADB", "SQLITE_CORRUPT")
+        or "not a database" in text
+        or "malformed" in text
+    ):
         return "it is not a valid apl ledger (corrupt or foreign file); move it away"
     if name.startswith("SQLITE_IOERR"):
         return "an I/O error occurred (full or failing disk?); check the disk, then resume"
@@ -60,7 +64,9 @@ def storage_errors(action: str, path: str | Path) -> Iterator[None]:
             raise
         raise RunStoreError(f"Cannot {action} {path}: {reason}.") from err
     except sqlite3.Error as err:
-        if isinstance(err, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError):
+        if isinstance(
+            err, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError
+        ):
             raise  # a bug in the caller, not the disk
         reason = _sqlite_reason(err)
         if reason is None:

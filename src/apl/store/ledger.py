@@ -4,7 +4,8 @@ One transaction per step, so a kill -9 at any instant leaves a consistent store:
 candidates are saved all or nothing, and each verdict is committed the moment it arrives.
 A stored verdict is never overwritten: the first (paid) answer wins and a second write for
 the same candidate is ignored (`record_verdict` returns False). Evaluation tables live in
-`EvalRecords` (eval_records.py), which this class extends.
+`EvalRecords` (eval_records.py) and metrics/spend/status in `ProgressRecords`
+(progress.py); `Ledger` extends both.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,10 @@ from apl.store.ledger_schema import (
     prompt_from_row,
     transaction,
 )
+from apl.store.progress import ProgressRecords, RunStatus, Spend
 from apl.types import Judgement, Pair, Preference, Verdict
+
+__all__ = ["Candidate", "LabelledPair", "Ledger", "RunStatus", "Spend"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,37 +64,6 @@ class LabelledPair:
     judgement: Judgement
 
 
-@dataclass(frozen=True)
-class Spend:
-    """What the oracle cost so far, split into labelling and evaluation."""
-
-    label_usd: float
-    eval_usd: float
-    oracle_calls: int  # judgements not answered from the judgement cache (label + eval)
-    cache_hits: int  # judgements the cache answered, at no cost
-
-    @property
-    def total_usd(self) -> float:
-        """Label plus evaluation spend."""
-        return self.label_usd + self.eval_usd
-
-
-@dataclass(frozen=True)
-class RunStatus:
-    """Progress summary for `apl status`."""
-
-    num_rounds: int
-    rounds_done: int  # rounds whose phase reached `trained`
-    round: int | None  # the latest round started, if any
-    phase: str | None  # its phase
-    labels: int  # A/B verdicts: pairs DPO trains on
-    verdicts: int  # every label verdict, ties and invalid included
-    spend: Spend
-    win_rate: float | None  # latest `eval/win_rate`
-    win_rate_stderr: float | None
-    win_rate_round: int | None
-
-
 _CANDIDATE_COLUMNS = (
     "round, rank, prompt_uid, prompt_text, prompt_reference, prompt_label, "
     "a_text, a_token_ids, a_logp, b_text, b_token_ids, b_logp, "
@@ -110,7 +83,7 @@ def _pair_from_row(row: Any) -> Pair:
     )
 
 
-class Ledger(EvalRecords):
+class Ledger(EvalRecords, ProgressRecords):
     """The SQLite ledger of one run (`RUN_DIR/ledger.sqlite`); use as a context manager."""
 
     def __init__(self, path: str | Path) -> None:
@@ -148,13 +121,18 @@ class Ledger(EvalRecords):
         if phase not in PHASES:
             raise ValueError(f"phase {phase!r} is not one of {PHASES}")
         with transaction(self._conn):
-            row = self._conn.execute("SELECT phase FROM rounds WHERE round = ?", (round,)).fetchone()
+            row = self._conn.execute(
+                "SELECT phase FROM rounds WHERE round = ?", (round,)
+            ).fetchone()
             if row is None:
                 raise ValueError(f"round {round} has no saved candidates; save them first")
             if PHASES.index(phase) < PHASES.index(row[0]):
-                raise ValueError(f"round {round} is already {row[0]!r}; cannot go back to {phase!r}")
+                raise ValueError(
+                    f"round {round} is already {row[0]!r}; cannot go back to {phase!r}"
+                )
             self._conn.execute(
-                "UPDATE rounds SET phase = ?, updated_at = ? WHERE round = ?", (phase, time.time(), round)
+                "UPDATE rounds SET phase = ?, updated_at = ? WHERE round = ?",
+                (phase, time.time(), round),
             )
 
     # --- candidates and verdicts ---------------------------------------------------------
@@ -168,21 +146,36 @@ class Ledger(EvalRecords):
         """
         with transaction(self._conn):
             if self._conn.execute("SELECT 1 FROM rounds WHERE round = ?", (round,)).fetchone():
-                raise ValueError(f"round {round} already has candidates; read them with candidates()")
+                raise ValueError(
+                    f"round {round} already has candidates; read them with candidates()"
+                )
             self._conn.execute(
                 "INSERT INTO rounds VALUES (?, 'candidates', ?)", (round, time.time())
             )
             rows = [
                 (
-                    round, rank, p.prompt.uid, p.prompt.text, p.prompt.reference, p.prompt.label,
-                    p.a.text, encode_ids(p.a.token_ids), p.a.logp,
-                    p.b.text, encode_ids(p.b.token_ids), p.b.logp,
-                    p.ref_logp_a, p.ref_logp_b, p.score, json.dumps(p.extras),
+                    round,
+                    rank,
+                    p.prompt.uid,
+                    p.prompt.text,
+                    p.prompt.reference,
+                    p.prompt.label,
+                    p.a.text,
+                    encode_ids(p.a.token_ids),
+                    p.a.logp,
+                    p.b.text,
+                    encode_ids(p.b.token_ids),
+                    p.b.logp,
+                    p.ref_logp_a,
+                    p.ref_logp_b,
+                    p.score,
+                    json.dumps(p.extras),
                 )
                 for rank, p in enumerate(pairs)
             ]
             self._conn.executemany(
-                f"INSERT INTO candidates ({_CANDIDATE_COLUMNS}) VALUES ({', '.join('?' * 16)})", rows
+                f"INSERT INTO candidates ({_CANDIDATE_COLUMNS}) VALUES ({', '.join('?' * 16)})",
+                rows,
             )
         return self.candidates(round)
 
@@ -207,8 +200,10 @@ class Ledger(EvalRecords):
             kept = self.verdict_for(candidate_id)
             if kept is not None and kept.verdict != Verdict(judgement.verdict):
                 logger.warning(
-                    "Candidate %d already holds verdict %s; ignoring the new %s (first answer wins).",
-                    candidate_id, kept.verdict.value, Verdict(judgement.verdict).value,
+                    "Candidate %d already holds verdict %s; ignoring the new %s (first wins).",
+                    candidate_id,
+                    kept.verdict.value,
+                    Verdict(judgement.verdict).value,
                 )
             return False
         return True
@@ -236,7 +231,8 @@ class Ledger(EvalRecords):
         """Pairs with an A or B verdict, ordered by (round, rank); ties and invalid are excluded."""
         rows = self._conn.execute(
             "SELECT c.*, v.* FROM candidates c JOIN verdicts v ON v.candidate_id = c.id "
-            "WHERE v.verdict IN ('A', 'B') AND (? IS NULL OR c.round <= ?) ORDER BY c.round, c.rank",
+            "WHERE v.verdict IN ('A', 'B') AND (? IS NULL OR c.round <= ?) "
+            "ORDER BY c.round, c.rank",
             (up_to_round, up_to_round),
         ).fetchall()
         out = []
@@ -250,7 +246,11 @@ class Ledger(EvalRecords):
                 ref_logp_chosen=pair.ref_logp_a if a_wins else pair.ref_logp_b,
                 ref_logp_rejected=pair.ref_logp_b if a_wins else pair.ref_logp_a,
             )
-            out.append(LabelledPair(row["id"], row["round"], row["rank"], pair.score, preference, judgement))
+            out.append(
+                LabelledPair(
+                    row["id"], row["round"], row["rank"], pair.score, preference, judgement
+                )
+            )
         return out
 
     def preferences(self, up_to_round: int | None = None) -> list[Preference]:
@@ -261,95 +261,7 @@ class Ledger(EvalRecords):
     def acquired_prompt_uids(self) -> set[str]:
         """Uids of prompts the oracle was asked about (any verdict): never sample them again."""
         rows = self._conn.execute(
-            "SELECT DISTINCT c.prompt_uid FROM candidates c JOIN verdicts v ON v.candidate_id = c.id"
+            "SELECT DISTINCT c.prompt_uid FROM candidates c "
+            "JOIN verdicts v ON v.candidate_id = c.id"
         )
         return {r[0] for r in rows}
-
-    # --- metrics -------------------------------------------------------------------------
-
-    @_guarded
-    def log_metrics(self, round: int, metrics: Mapping[str, float | None]) -> None:
-        """Store `<stage>/<quantity>` metrics for a round in one transaction (a key is replaced)."""
-        with transaction(self._conn):
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO metrics VALUES (?, ?, ?)",
-                [(round, k, None if v is None else float(v)) for k, v in metrics.items()],
-            )
-
-    @_guarded
-    def metrics(self) -> dict[int, dict[str, float | None]]:
-        """Every round's metrics: {round: {key: value}}, rounds ascending."""
-        out: dict[int, dict[str, float | None]] = {}
-        for r, k, v in self._conn.execute("SELECT round, key, value FROM metrics ORDER BY round, key"):
-            out.setdefault(r, {})[k] = v
-        return out
-
-    @_guarded
-    def log_history(self, round: int, history: Sequence[Mapping[str, float | None]]) -> None:
-        """Replace a round's per-epoch training history (one dict per epoch) atomically."""
-        with transaction(self._conn):
-            self._conn.execute("DELETE FROM history WHERE round = ?", (round,))
-            self._conn.executemany(
-                "INSERT INTO history VALUES (?, ?, ?, ?)",
-                [
-                    (round, epoch, k, None if v is None else float(v))
-                    for epoch, row in enumerate(history)
-                    for k, v in row.items()
-                ],
-            )
-
-    @_guarded
-    def history(self, round: int) -> list[dict[str, float | None]]:
-        """A round's per-epoch history, epoch 0 first."""
-        out: dict[int, dict[str, float | None]] = {}
-        rows = self._conn.execute(
-            "SELECT epoch, key, value FROM history WHERE round = ? ORDER BY epoch, key", (round,)
-        )
-        for epoch, k, v in rows:
-            out.setdefault(epoch, {})[k] = v
-        return [out[e] for e in sorted(out)]
-
-    # --- summaries -----------------------------------------------------------------------
-
-    @_guarded
-    def spend(self) -> Spend:
-        """Oracle spend and call counts over labelling and evaluation."""
-        sums = [
-            self._conn.execute(
-                f"SELECT COALESCE(SUM(cost_usd), 0.0), COALESCE(SUM(from_cache = 0), 0), "
-                f"COALESCE(SUM(from_cache = 1), 0) FROM {table}"
-            ).fetchone()
-            for table in ("verdicts", "eval_verdicts")
-        ]
-        return Spend(sums[0][0], sums[1][0], sums[0][1] + sums[1][1], sums[0][2] + sums[1][2])
-
-    @_guarded
-    def status(self, num_rounds: int) -> RunStatus:
-        """Rounds done of `num_rounds`, labels held, spend and the latest win-rate."""
-        rounds = self.rounds()
-        latest = max(rounds) if rounds else None
-        done = sum(PHASES.index(p) >= PHASES.index("trained") for p in rounds.values())
-        counts = dict(
-            self._conn.execute("SELECT verdict IN ('A', 'B'), COUNT(*) FROM verdicts GROUP BY 1").fetchall()
-        )
-        win = self._conn.execute(
-            "SELECT round, value FROM metrics WHERE key = 'eval/win_rate' ORDER BY round DESC LIMIT 1"
-        ).fetchone()
-        stderr = None
-        if win is not None:
-            row = self._conn.execute(
-                "SELECT value FROM metrics WHERE round = ? AND key = 'eval/win_rate_stderr'", (win[0],)
-            ).fetchone()
-            stderr = row[0] if row else None
-        return RunStatus(
-            num_rounds=num_rounds,
-            rounds_done=done,
-            round=latest,
-            phase=rounds.get(latest) if latest is not None else None,
-            labels=counts.get(1, 0),
-            verdicts=counts.get(1, 0) + counts.get(0, 0),
-            spend=self.spend(),
-            win_rate=win[1] if win else None,
-            win_rate_stderr=stderr,
-            win_rate_round=win[0] if win else None,
-        )

@@ -10,6 +10,7 @@ Layout of RUN_DIR:
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -36,6 +37,14 @@ _CHECKPOINT_RE = re.compile(r"^round-(\d+)$")
 _LOCATION_KEYS = ("output_dir",)
 
 
+class _Absent:
+    def __repr__(self) -> str:
+        return "absent"
+
+
+_ABSENT = _Absent()
+
+
 def _first_difference(stored: Any, new: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
     """The first dotted key (in config order) where two resolved config dicts differ."""
     if isinstance(stored, dict) and isinstance(new, dict):
@@ -44,7 +53,7 @@ def _first_difference(stored: Any, new: Any, prefix: str = "") -> tuple[str, Any
             if dotted in _LOCATION_KEYS:
                 continue
             if key not in stored or key not in new:
-                return dotted, stored.get(key, "<absent>"), new.get(key, "<absent>")
+                return dotted, stored.get(key, _ABSENT), new.get(key, _ABSENT)
             found = _first_difference(stored[key], new[key], f"{dotted}.")
             if found:
                 return found
@@ -124,17 +133,27 @@ class RunDir:
         if keep < 1:
             raise ValueError(f"keep ({keep}) must be >= 1")
         dest = replace_dir_atomic(
-            self.checkpoint_path(round), lambda tmp: _save_pretrained(model, tokenizer, tmp), "save a checkpoint to"
+            self.checkpoint_path(round),
+            lambda tmp: _save_pretrained(model, tokenizer, tmp),
+            "save a checkpoint to",
         )
-        for old_round, old_path in list(self.checkpoints().items())[:-keep]:
+        for entry in self.checkpoints_dir.glob(".round-*"):  # leftovers of a killed writer
+            shutil.rmtree(entry, ignore_errors=True)
+        for _, old_path in list(self.checkpoints().items())[:-keep]:
             logger.debug("Removing old checkpoint %s", old_path)
-            shutil.rmtree(old_path, ignore_errors=True)
+            # Hide it first: a kill mid-rmtree must not leave a half-deleted `round-XX`.
+            hidden = old_path.with_name(f".{old_path.name}.old-{os.getpid()}")
+            with storage_errors("remove an old checkpoint in", self.checkpoints_dir):
+                os.replace(old_path, hidden)
+            shutil.rmtree(hidden, ignore_errors=True)
         return dest
 
     def save_final_model(self, model: Any, tokenizer: Any) -> Path:
         """Save the final model + tokenizer atomically to RUN_DIR/final_model."""
         return replace_dir_atomic(
-            self.path / FINAL_MODEL_DIR, lambda tmp: _save_pretrained(model, tokenizer, tmp), "save the model to"
+            self.path / FINAL_MODEL_DIR,
+            lambda tmp: _save_pretrained(model, tokenizer, tmp),
+            "save the model to",
         )
 
 
@@ -185,7 +204,8 @@ def load_run_dir(path: str | Path) -> RunDir:
     path = Path(path)
     if not (path / CONFIG_FILE).is_file():
         raise RunStoreError(
-            f"{path} is not an apl run directory (no {CONFIG_FILE}); pass the output_dir of an `apl run`."
+            f"{path} is not an apl run directory (no {CONFIG_FILE}); "
+            "pass the output_dir of an `apl run`."
         )
     data = _read_stored_config(path)
     data["output_dir"] = str(path)
