@@ -98,8 +98,12 @@ def export_preferences(
     features = _features(with_provenance)
     columns = {name: [r[name] for r in rows] for name in features}
     dataset = Dataset.from_dict(columns, features=features)
+    # One shard: labelled sets are small, and datasets 5.2 saves an empty set as zero shards
+    # that load_from_disk then cannot read.
     dataset_path = replace_dir_atomic(
-        out_dir / DATASET_DIR, lambda tmp: dataset.save_to_disk(str(tmp)), "export the dataset to"
+        out_dir / DATASET_DIR,
+        lambda tmp: dataset.save_to_disk(str(tmp), num_shards=1),
+        "export the dataset to",
     )
     logger.info("Exported %d preferences to %s and %s", len(rows), jsonl_path, dataset_path)
     return ExportResult(jsonl_path, dataset_path, len(rows))

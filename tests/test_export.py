@@ -1,0 +1,163 @@
+"""Export of the labelled set: TRL-style JSONL and a `datasets` directory TRL's DPO trains on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from apl.config import config_from_dict
+from apl.errors import RunStoreError
+from apl.export import DATASET_DIR, PREFERENCES_FILE, export_preferences, export_run
+from apl.store.run_dir import open_run_dir
+from apl.types import Completion, Judgement, Pair, Prompt, Verdict
+
+VERDICTS = [Verdict.A, Verdict.B, Verdict.TIE, Verdict.INVALID, Verdict.B, Verdict.A]
+
+
+@pytest.fixture()
+def labelled_run(tmp_path, imdb_sample_texts, tiny_model_and_tokenizer):
+    """A run dir whose ledger holds 2 rounds of real-review pairs with mixed verdicts."""
+    _, tokenizer = tiny_model_and_tokenizer
+    run = open_run_dir(config_from_dict({"output_dir": str(tmp_path / "run")}))
+    with run.open_ledger() as ledger:
+        for r in range(2):
+            pairs = []
+            for i in range(6):
+                text = imdb_sample_texts[r * 6 + i]
+                words = text.split()
+                prompt = " ".join(words[:8])
+                a, b = " " + " ".join(words[8:20]), " " + " ".join(words[20:30])
+                pairs.append(
+                    Pair(
+                        Prompt(f"train-{r}-{i}", prompt),
+                        Completion(a, tuple(tokenizer(a, add_special_tokens=False)["input_ids"])),
+                        Completion(b, tuple(tokenizer(b, add_special_tokens=False)["input_ids"])),
+                        score=float(6 - i),
+                    )
+                )
+            for cand, verdict in zip(ledger.save_candidates(r, pairs), VERDICTS, strict=True):
+                ledger.record_verdict(
+                    cand.id, Judgement(verdict, f"why {cand.id}", "BA", judge_id="j1")
+                )
+        expected = ledger.labelled()
+    return run, expected
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_export_writes_trl_rows_in_round_rank_order(labelled_run):
+    run, expected = labelled_run
+    result = export_run(run.path)
+    assert result.jsonl_path == run.path / "export" / PREFERENCES_FILE
+    rows = read_jsonl(result.jsonl_path)
+    assert result.num_rows == len(rows) == 8  # 2 rounds x (A, B, B, A); ties and invalid dropped
+    for row, item in zip(rows, expected, strict=True):
+        pref = item.preference
+        assert (row["prompt"], row["chosen"], row["rejected"]) == (
+            pref.prompt.text,
+            pref.chosen.text,
+            pref.rejected.text,
+        )
+        assert (row["round"], row["rank"], row["prompt_uid"]) == (
+            item.round,
+            item.rank,
+            pref.prompt.uid,
+        )
+        assert row["rationale"] == f"why {item.candidate_id}" and row["judge_id"] == "j1"
+    assert [(r["round"], r["rank"]) for r in rows] == [
+        (0, 0),
+        (0, 1),
+        (0, 4),
+        (0, 5),
+        (1, 0),
+        (1, 1),
+        (1, 4),
+        (1, 5),
+    ]
+    # A B verdict swaps the sides: rank 1 chose completion b.
+    assert rows[1]["chosen"].split() == run_texts(labelled_run, 0, 1)[1].split()
+
+
+def run_texts(labelled_run, r, rank):
+    run, _ = labelled_run
+    with run.open_ledger() as ledger:
+        pair = ledger.candidates(r)[rank].pair
+    return pair.a.text, pair.b.text
+
+
+def test_json_and_disk_datasets_read_back_the_same_rows(labelled_run):
+    from datasets import load_dataset, load_from_disk
+
+    run, _ = labelled_run
+    result = export_run(run.path, run.path / "out")
+    rows = read_jsonl(result.jsonl_path)
+    from_json = load_dataset("json", data_files=str(result.jsonl_path), split="train")
+    from_disk = load_from_disk(str(result.dataset_path))
+    assert result.dataset_path == run.path / "out" / DATASET_DIR
+    assert from_json.to_list() == rows
+    assert from_disk.to_list() == rows
+    export_run(run.path, run.path / "out")  # exporting again replaces the dataset atomically
+    assert load_from_disk(str(result.dataset_path)).to_list() == rows
+
+
+def test_trl_dpo_trainer_accepts_and_trains_on_the_export(
+    labelled_run, tiny_model_and_tokenizer, tmp_path
+):
+    """TRL 1.16's own dataset preparation and one optimiser step on the exported directory."""
+    from datasets import load_from_disk
+    from trl import DPOConfig, DPOTrainer
+    from trl.data_utils import is_conversational
+
+    run, expected = labelled_run
+    model, tokenizer = tiny_model_and_tokenizer
+    dataset = load_from_disk(str(export_run(run.path).dataset_path))
+    assert not is_conversational(dataset[0])  # TRL's standard preference format
+    args = DPOConfig(
+        output_dir=str(tmp_path / "trl"),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        use_cpu=True,
+        dataset_num_proc=None,
+    )
+    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    first = trainer.train_dataset[0]
+    pref = expected[0].preference
+    chosen = tokenizer.decode(first["prompt_ids"] + first["chosen_ids"])
+    assert chosen.startswith(pref.prompt.text) and pref.chosen.text.strip() in chosen
+    trainer.train()
+    assert trainer.state.global_step == 1
+    assert any("rewards/margins" in log for log in trainer.state.log_history)
+
+
+def test_plain_preferences_export_without_provenance(labelled_run, tmp_path):
+    _, expected = labelled_run
+    result = export_preferences([item.preference for item in expected], tmp_path / "plain")
+    rows = read_jsonl(result.jsonl_path)
+    assert set(rows[0]) == {"prompt", "chosen", "rejected", "prompt_uid"}
+    assert [r["chosen"] for r in rows] == [i.preference.chosen.text for i in expected]
+
+
+def test_a_run_without_labels_exports_empty_files_with_the_columns(tmp_path):
+    from datasets import load_from_disk
+
+    run = open_run_dir(config_from_dict({"output_dir": str(tmp_path / "run")}))
+    run.open_ledger().close()
+    result = export_run(run.path)
+    assert result.num_rows == 0 and result.jsonl_path.read_text() == ""
+    empty = load_from_disk(str(result.dataset_path))
+    assert len(empty) == 0 and {"prompt", "chosen", "rejected", "round"} <= set(empty.column_names)
+
+
+def test_export_errors_are_one_line(tmp_path):
+    run = open_run_dir(config_from_dict({"output_dir": str(tmp_path / "run")}))
+    with pytest.raises(RunStoreError, match="has no ledger.sqlite yet") as err:
+        export_run(run.path)
+    assert "\n" not in str(err.value)
+    with pytest.raises(RunStoreError, match="not an apl run directory"):
+        export_run(tmp_path / "nowhere")
