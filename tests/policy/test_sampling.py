@@ -102,12 +102,26 @@ def test_eos_stops_a_completion_and_is_kept(tiny_model_and_tokenizer, prompts):
 def test_lengths_lie_in_range_and_vary(tiny_model_and_tokenizer, prompts):
     model, tok = tiny_model_and_tokenizer
     eos_biased(model, tok.eos_token_id, -1e4)  # no EOS: length is the drawn limit alone
+    shapes = []
+    hook = model.register_forward_pre_hook(
+        lambda _, args, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
     gen = torch.Generator().manual_seed(2)
     out = sample_completions(model, tok, prompts, num_samples=8, min_new_tokens=3,
                              max_new_tokens=9, batch_size=16, generator=gen)
+    hook.remove()
     lengths = [len(c.token_ids) for row in out for c in row]
     assert min(lengths) >= 3 and max(lengths) <= 9
     assert len(set(lengths)) >= 4
+    for p, row in zip(prompts, out, strict=True):
+        for c in row:
+            assert c.logp == pytest.approx(direct_logp(model, p, c.token_ids), abs=1e-4)
+    # 2 prompts per batch: each prompt is prefilled once for its 8 samples, then 16 rows decode
+    # and rows that reached their length leave the batch.
+    prefill = [s for s in shapes if s[1] > 1]
+    decode_rows = [s[0] for s in shapes if s[1] == 1]
+    assert [s[0] for s in prefill] == [2, 2, 2]
+    assert max(decode_rows) == 16 and min(decode_rows) < 12
 
 
 def test_same_seed_same_samples_other_seed_differs(tiny_model_and_tokenizer, prompts):

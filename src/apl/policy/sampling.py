@@ -1,8 +1,9 @@
 """KV-cache sampler: k completions per prompt, with their log-probs under the untempered policy.
 
 Any Hugging Face causal LM works: the loop calls the model's own forward with an attention
-mask, explicit position ids (prompts are left-padded) and a transformers `StaticCache`, so no
-`torch.cat` grows the cache each step. Tokens are drawn by inverse-CDF sampling (cumulative
+mask, explicit position ids (prompts are left-padded) and a transformers Cache whose layers
+write into preallocated buffers (no `torch.cat` per step). Each prompt is prefilled once and
+its cache repeated for its k samples; finished rows leave the batch. Tokens are drawn by inverse-CDF sampling (cumulative
 sum + searchsorted, one uniform per row), which is about twice as fast as `torch.multinomial`
 on CPU and draws from exactly the same distribution (temperature, top_k=0, top_p=1).
 """
@@ -13,7 +14,6 @@ import logging
 from collections.abc import Sequence
 
 import torch
-from transformers import DynamicCache, StaticCache
 
 from apl.errors import ConfigError
 from apl.policy.batching import (
@@ -22,6 +22,7 @@ from apl.policy.batching import (
     left_pad,
     length_sorted_batches,
     model_device,
+    new_kv_cache,
 )
 from apl.types import Completion
 
@@ -64,20 +65,14 @@ def draw_tokens(probs: torch.Tensor, generator: torch.Generator | None = None) -
     return tokens.clamp_max(probs.shape[-1] - 1).squeeze(-1)
 
 
-CACHE_IMPLEMENTATION = "static"  # "static" (preallocated, measured faster) or "dynamic"
-
-
-def _new_cache(model, max_len: int):
-    """A fresh KV cache for one batch: preallocated to `max_len` unless set to dynamic."""
-    if CACHE_IMPLEMENTATION == "dynamic":
-        return DynamicCache(config=model.config)
-    return StaticCache(config=model.config, max_cache_len=max_len)
+COMPACT_BELOW = 0.75  # drop finished rows once fewer than this fraction of the batch still run
 
 
 @torch.no_grad()
 def _sample_batch(
     model,
     prompts: list[list[int]],
+    num_samples: int,
     lengths: torch.Tensor,
     *,
     temperature: float,
@@ -85,39 +80,57 @@ def _sample_batch(
     pad_token_id: int,
     generator: torch.Generator | None,
 ) -> tuple[list[list[int]], torch.Tensor]:
-    """Sample one completion per prompt row; returns (token lists, summed untempered logps)."""
+    """`num_samples` completions per prompt (rows prompt-major); returns (tokens, summed logps).
+
+    Each prompt is run through the model once and its cache repeated for its samples; rows
+    that finished leave the batch once fewer than COMPACT_BELOW of them still run.
+    """
     device = model_device(model)
     ids, prompt_mask, positions = left_pad(prompts, pad_token_id, device)
-    batch, width = ids.shape
+    width = ids.shape[1]
     steps = int(lengths.max())
-    lengths = lengths.to(device)
-    mask = torch.ones((batch, width + steps), dtype=torch.long, device=device)
-    mask[:, :width] = prompt_mask
-    next_pos = prompt_mask.sum(-1, keepdim=True)  # position of each row's first new token
-    cache = _new_cache(model, width + steps)
-
+    cache = new_kv_cache(model, width + steps)
     out = model(
         input_ids=ids,
-        attention_mask=mask[:, :width],
+        attention_mask=prompt_mask,
         position_ids=positions,
         past_key_values=cache,
         use_cache=True,
         logits_to_keep=1,
     )
+    logits = out.logits[:, -1, :].float()
+    if num_samples > 1:
+        cache.batch_repeat_interleave(num_samples)
+        logits = logits.repeat_interleave(num_samples, dim=0)
+        prompt_mask = prompt_mask.repeat_interleave(num_samples, dim=0)
+    batch = prompt_mask.shape[0]
+    mask = torch.ones((batch, width + steps), dtype=torch.long, device=device)
+    mask[:, :width] = prompt_mask
+    next_pos = prompt_mask.sum(-1, keepdim=True)  # position of each row's first new token
+    lengths = lengths.to(device)
+
     tokens = torch.full((batch, steps), pad_token_id, dtype=torch.long, device=device)
     logps = torch.zeros((batch, steps), dtype=torch.float32, device=device)
-    alive = torch.ones(batch, dtype=torch.bool, device=device)
+    active = torch.arange(batch, device=device)  # rows still in the forward pass
+    running = torch.ones(batch, dtype=torch.bool, device=device)  # per active row: not finished
     for step in range(steps):
-        logits = out.logits[:, -1, :].float()
         # log_softmax + gather: torch's CPU logsumexp measured ~10x slower than log_softmax.
         log_probs = torch.log_softmax(logits, dim=-1)
         probs = log_probs.exp() if temperature == 1.0 else torch.softmax(logits / temperature, -1)
-        tok = torch.where(alive, draw_tokens(probs, generator), pad_token_id)
-        tokens[:, step] = tok
-        logps[:, step] = torch.where(alive, log_probs.gather(-1, tok[:, None]).squeeze(-1), 0.0)
-        alive &= ~torch.isin(tok, eos_ids) & (step + 1 < lengths)
-        if step + 1 == steps or not bool(alive.any()):
+        tok = torch.where(running, draw_tokens(probs, generator), pad_token_id)
+        tokens[active, step] = tok
+        picked = log_probs.gather(-1, tok[:, None]).squeeze(-1)
+        logps[active, step] = torch.where(running, picked, 0.0)
+        running &= ~torch.isin(tok, eos_ids) & (step + 1 < lengths[active])
+        n_running = int(running.sum())
+        if step + 1 == steps or n_running == 0:
             break
+        if n_running < COMPACT_BELOW * len(active):
+            keep = running.nonzero().squeeze(-1)
+            cache.batch_select_indices(keep)
+            active, running, tok, mask, next_pos = (
+                t[keep] for t in (active, running, tok, mask, next_pos)
+            )
         out = model(
             input_ids=tok[:, None],
             attention_mask=mask[:, : width + step + 1],
@@ -125,6 +138,7 @@ def _sample_batch(
             past_key_values=cache,
             use_cache=True,
         )
+        logits = out.logits[:, -1, :].float()
 
     counts = _completion_lengths(tokens, lengths, eos_ids)
     rows = tokens.cpu().tolist()
@@ -182,49 +196,53 @@ def sample_completions(
 
     Each completion's length limit is drawn uniformly from [min_new_tokens, max_new_tokens];
     it stops there or at EOS (kept in `token_ids`). `logp` is the summed log-prob of its
-    tokens under the untempered policy. `batch_size` counts completions per forward pass.
-    Prompts longer than the context allows raise ConfigError (they are never cut here).
+    tokens under the untempered policy. `batch_size` counts completions per forward pass
+    (batch_size // num_samples prompts, at least one). Prompts are never cut: a prompt too long
+    for the context plus max_new_tokens raises ConfigError.
     """
     _check_args(model, prompt_ids, num_samples, temperature, min_new_tokens, max_new_tokens)
     if batch_size < 1:
         raise ConfigError(f"`generation.batch_size` ({batch_size}) must be >= 1.")
-    rows = [p for p in prompt_ids for _ in range(num_samples)]
-    if not rows:
+    if not prompt_ids:
         return []
     gen_device = generator.device if generator is not None else "cpu"
-    lengths = torch.randint(
-        min_new_tokens, max_new_tokens + 1, (len(rows),), generator=generator, device=gen_device
-    ).cpu()
+    lengths = torch.randint(  # row i * num_samples + j: prompt i's j-th sample
+        min_new_tokens, max_new_tokens + 1, (len(prompt_ids) * num_samples,),
+        generator=generator, device=gen_device,
+    ).cpu().view(len(prompt_ids), num_samples)
     eos_list = eos_token_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos_list or [0])[0]
     device = model_device(model)
     eos_ids = torch.tensor(eos_list, dtype=torch.long, device=device)
+    prompts_per_batch = max(1, batch_size // num_samples)
 
-    results: list[tuple[list[int], float] | None] = [None] * len(rows)
+    results: list[list[tuple[list[int], float]]] = [[] for _ in prompt_ids]
     was_training = model.training
     model.eval()  # dropout off while sampling; restored below
     try:
         with autocast_context(device, autocast_dtype):
-            for idx in length_sorted_batches([len(r) for r in rows], batch_size):
+            for idx in length_sorted_batches([len(p) for p in prompt_ids], prompts_per_batch):
                 toks, logp = _sample_batch(
                     model,
-                    [rows[i] for i in idx],
-                    lengths[idx],
+                    [prompt_ids[i] for i in idx],
+                    num_samples,
+                    lengths[idx].reshape(-1),
                     temperature=temperature,
                     eos_ids=eos_ids,
                     pad_token_id=pad,
                     generator=generator,
                 )
-                for i, t, lp in zip(idx, toks, logp.tolist(), strict=True):
-                    results[i] = (t, lp)
+                for row, (t, lp) in enumerate(zip(toks, logp.tolist(), strict=True)):
+                    results[idx[row // num_samples]].append((t, lp))
     finally:
         model.train(was_training)
 
     eos_set = set(eos_list)
-    completions = []
-    for toks, lp in results:
+
+    def completion(toks: list[int], logp: float) -> Completion:
         body = toks[:-1] if toks and toks[-1] in eos_set else toks
         text = tokenizer.decode(body, skip_special_tokens=True)
-        completions.append(Completion(text=text, token_ids=tuple(toks), logp=lp))
-    logger.debug("sampled %d completions for %d prompts", len(completions), len(prompt_ids))
-    return [completions[i : i + num_samples] for i in range(0, len(rows), num_samples)]
+        return Completion(text=text, token_ids=tuple(toks), logp=logp)
+
+    logger.debug("sampling %d x %d completions", len(prompt_ids), num_samples)
+    return [[completion(t, lp) for t, lp in row] for row in results]
