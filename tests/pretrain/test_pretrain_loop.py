@@ -60,7 +60,8 @@ def test_tiny_pretraining_lowers_train_and_val_loss(runs):
 
 def test_output_loads_through_auto_classes_and_matches_reported_loss(runs):
     result = runs["a"]
-    model = AutoModelForCausalLM.from_pretrained(result.output_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(result.output_dir)
+    assert next(model.parameters()).dtype == torch.float32  # bf16 on disk, fp32 by default
     tokenizer = AutoTokenizer.from_pretrained(result.output_dir)
     assert (model.config.n_layer, model.config.n_embd, model.config.n_positions) == (2, 32, 64)
     assert model.config.eos_token_id == tokenizer.eos_token_id == tokenizer.pad_token_id

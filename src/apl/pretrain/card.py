@@ -82,7 +82,8 @@ in apl it is `model_name_or_path: builtin:imdb-gpt2`.
   betas {betas}, grad clip {cfg["max_grad_norm"]}
 - Held-out validation loss ({cfg["val_blocks"]} blocks of the IMDB test split):
   {summary["val_loss"]} nats/token in fp32; {summary["saved_val_loss"]} for the saved
-  {cfg["save_dtype"]} weights read back in fp32
+  {cfg["save_dtype"]} weights read back in fp32 (stored in {cfg["save_dtype"]}, the config
+  says float32, so `from_pretrained` loads fp32 weights unless told otherwise)
 - Wall time: {summary["wall_s"]:.0f} s on {platform.machine()} CPU; loss curve: `{LOSS_LOG}`
 
 Samples (T=0.7, 48 new tokens):

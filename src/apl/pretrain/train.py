@@ -247,6 +247,10 @@ def _save(model, tokenizer, out_dir: Path, config: PretrainConfig, val: torch.Te
     out_dir.mkdir(parents=True, exist_ok=True)
     dtype = torch.bfloat16 if config.save_dtype == "bfloat16" else torch.float32
     model.to(dtype).save_pretrained(out_dir)
+    # Stored in bf16 to halve the files, but loaded as fp32 by default (`dtype="auto"` reads
+    # the config): DPO's tiny updates need fp32 weights.
+    model.config.dtype = torch.float32
+    model.config.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    reloaded = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32)
+    reloaded = AutoModelForCausalLM.from_pretrained(out_dir)
     return evaluate_loss(reloaded, val)
