@@ -130,6 +130,39 @@ def test_status_reads_rounds_from_the_config(tmp_path):
     )
 
 
+def test_exclusive_lock_refuses_a_second_process_and_dies_with_its_holder(tmp_path):
+    run = open_run_dir(make_config(tmp_path / "run"))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _LOCK_HOLDER, str(run.path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunStoreError) as err:
+            with run.exclusive():
+                pass
+        assert f"pid {holder.pid}" in one_line(err) and "in use" in str(err.value)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.communicate(timeout=30)
+    with run.exclusive():  # the kernel released the dead holder's lock
+        with pytest.raises(RunStoreError, match="in use"):
+            with load_run_dir(run.path).exclusive():
+                pass
+    with run.exclusive():
+        pass
+    assert open_run_dir(make_config(tmp_path / "run")).created is False  # .lock is ours
+
+
+_LOCK_HOLDER = r"""
+import sys, time
+from apl.store.run_dir import load_run_dir
+with load_run_dir(sys.argv[1]).exclusive():
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
 # --- checkpoints --------------------------------------------------------------------------
 
 
@@ -180,6 +213,22 @@ def test_a_failing_save_leaves_the_old_checkpoint(tmp_path, tiny_model_and_token
         run.save_checkpoint(Exploding(), None, 1)
     assert (run.checkpoint_path(1) / "config.json").is_file()
     assert [p.name for p in run.checkpoints_dir.iterdir()] == ["round-01"]
+
+
+def test_prune_checkpoints_keeps_rounds_from_before(tmp_path):
+    run = open_run_dir(make_config(tmp_path / "run"))
+
+    class Tiny:
+        def save_pretrained(self, directory):
+            (Path(directory) / "config.json").write_text("{}")
+
+    for r in (1, 2, 3):
+        run.save_checkpoint(Tiny(), None, r, keep=3)
+    (run.checkpoints_dir / ".round-04.old-1").mkdir()
+    run.prune_checkpoints(before=3)
+    assert sorted(run.checkpoints()) == [3]
+    assert [p.name for p in run.checkpoints_dir.iterdir()] == ["round-03"]
+    run.prune_checkpoints(before=3)  # idempotent
 
 
 _CHECKPOINT_WRITER = r"""

@@ -9,10 +9,13 @@ Layout of RUN_DIR:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ CONFIG_FILE = "config.yaml"
 LEDGER_FILE = "ledger.sqlite"
 CHECKPOINTS_DIR = "checkpoints"
 FINAL_MODEL_DIR = "final_model"
+LOCK_FILE = ".lock"
 _CHECKPOINT_RE = re.compile(r"^round-(\d+)$")
 # Not compared between a stored and a new config: where the run lives. The same directory
 # can be named by different strings (relative vs absolute, moved), and by the time the
@@ -108,6 +112,33 @@ class RunDir:
         with self.open_ledger() as ledger:
             return ledger.status(self.config.loop.num_rounds)
 
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold RUN_DIR/.lock while working, so two processes never buy labels for one run.
+
+        An flock: the kernel drops it when the holder dies, even by kill -9.
+        """
+        lock_path = self.path / LOCK_FILE
+        with storage_errors("lock", lock_path):
+            handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held until exit
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise RunStoreError(
+                    f"Run directory {self.path} is in use by another apl process (pid {holder}); "
+                    "wait for it to finish or stop it, then resume."
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            yield
+        finally:
+            handle.close()
+
     def checkpoint_path(self, round: int) -> Path:
         """RUN_DIR/checkpoints/round-XX."""
         return self.checkpoints_dir / f"round-{round:02d}"
@@ -137,16 +168,26 @@ class RunDir:
             lambda tmp: _save_pretrained(model, tokenizer, tmp),
             "save a checkpoint to",
         )
-        for entry in self.checkpoints_dir.glob(".round-*"):  # leftovers of a killed writer
-            shutil.rmtree(entry, ignore_errors=True)
-        for _, old_path in list(self.checkpoints().items())[:-keep]:
-            logger.debug("Removing old checkpoint %s", old_path)
-            # Hide it first: a kill mid-rmtree must not leave a half-deleted `round-XX`.
-            hidden = old_path.with_name(f".{old_path.name}.old-{os.getpid()}")
-            with storage_errors("remove an old checkpoint in", self.checkpoints_dir):
-                os.replace(old_path, hidden)
-            shutil.rmtree(hidden, ignore_errors=True)
+        newest = list(self.checkpoints())[-keep:]
+        self.prune_checkpoints(before=min(newest))
         return dest
+
+    def prune_checkpoints(self, before: int) -> None:
+        """Delete checkpoints of rounds < `before` and a killed writer's hidden leftovers.
+
+        Each is renamed to a hidden name first, so a kill mid-delete never leaves a
+        half-deleted `round-XX` that looks complete.
+        """
+        for entry in self.checkpoints_dir.glob(".round-*"):
+            shutil.rmtree(entry, ignore_errors=True)
+        for round, path in self.checkpoints().items():
+            if round >= before:
+                continue
+            logger.debug("Removing old checkpoint %s", path)
+            hidden = path.with_name(f".{path.name}.old-{os.getpid()}")
+            with storage_errors("remove an old checkpoint in", self.checkpoints_dir):
+                os.replace(path, hidden)
+            shutil.rmtree(hidden, ignore_errors=True)
 
     def save_final_model(self, model: Any, tokenizer: Any) -> Path:
         """Save the final model + tokenizer atomically to RUN_DIR/final_model."""
