@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Sequence
 
 import torch
@@ -49,6 +50,12 @@ def context_length(model: torch.nn.Module) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
+
+
+def accepts_logits_to_keep(model) -> bool:
+    """Whether the model's forward takes `logits_to_keep` (by name or through **kwargs)."""
+    params = inspect.signature(model.forward).parameters
+    return "logits_to_keep" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
 
 
 def autocast_context(

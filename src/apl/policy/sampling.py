@@ -3,9 +3,10 @@
 Any Hugging Face causal LM works: the loop calls the model's own forward with an attention
 mask, explicit position ids (prompts are left-padded) and a transformers Cache whose layers
 write into preallocated buffers (no `torch.cat` per step). Each prompt is prefilled once and
-its cache repeated for its k samples; finished rows leave the batch. Tokens are drawn by inverse-CDF sampling (cumulative
-sum + searchsorted, one uniform per row), which is about twice as fast as `torch.multinomial`
-on CPU and draws from exactly the same distribution (temperature, top_k=0, top_p=1).
+its cache repeated for its k samples; finished rows leave the batch. Tokens are drawn by
+inverse-CDF sampling (cumulative sum + searchsorted, one uniform per row): several times
+faster than `torch.multinomial` on CPU, and the same distribution (temperature, top_k=0,
+top_p=1). Prompts are never cut: one too long for the context raises ConfigError.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 
 from apl.errors import ConfigError
 from apl.policy.batching import (
+    accepts_logits_to_keep,
     autocast_context,
     context_length,
     left_pad,
@@ -90,13 +92,14 @@ def _sample_batch(
     width = ids.shape[1]
     steps = int(lengths.max())
     cache = new_kv_cache(model, width + steps)
+    last_only = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
     out = model(
         input_ids=ids,
         attention_mask=prompt_mask,
         position_ids=positions,
         past_key_values=cache,
         use_cache=True,
-        logits_to_keep=1,
+        **last_only,
     )
     logits = out.logits[:, -1, :].float()
     if num_samples > 1:

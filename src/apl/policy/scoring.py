@@ -8,7 +8,6 @@ takes a boolean mask), so the full [B, T, V] logits are never built when the mod
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Sequence
 
@@ -16,6 +15,7 @@ import torch
 
 from apl.errors import ConfigError
 from apl.policy.batching import (
+    accepts_logits_to_keep,
     autocast_context,
     context_length,
     length_sorted_batches,
@@ -89,12 +89,6 @@ def collate_pairs(
     }
 
 
-def _accepts_logits_to_keep(model) -> bool:
-    """Whether the model's forward takes `logits_to_keep` (by name or through **kwargs)."""
-    params = inspect.signature(model.forward).parameters
-    return "logits_to_keep" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
-
-
 def sequence_logps(
     model,
     input_ids: torch.Tensor,
@@ -114,7 +108,7 @@ def sequence_logps(
     # keep[b, t] is True where position t predicts completion token t + 1.
     keep = torch.zeros_like(completion_mask, dtype=torch.bool)
     keep[:, :-1] = completion_mask[:, 1:].bool()
-    kwargs = {"logits_to_keep": keep} if _accepts_logits_to_keep(model) else {}
+    kwargs = {"logits_to_keep": keep} if accepts_logits_to_keep(model) else {}
     logits = model(
         input_ids=input_ids,
         attention_mask=attention_mask,
