@@ -104,6 +104,17 @@ def build_components(config: APLConfig, cache_dir: Path | None = None) -> Compon
     oracle_kwargs = check_oracle_options(config, task.judge_template)
     acquisition = ACQUISITIONS.build(config.acquisition.name, config.acquisition.kwargs)
 
+    # The oracle first: a missing API key or bad option fails before minutes of model loading.
+    cache_root = cache_dir or default_cache_dir()
+    judgement_cache = JudgementCache(cache_root / JUDGEMENT_CACHE_FILE)
+    try:
+        oracle = ORACLES.build(
+            config.oracle.name, oracle_kwargs, cache=judgement_cache, seed=config.seed
+        )
+    except BaseException:
+        judgement_cache.close()
+        raise
+
     torch.manual_seed(derive_seed(config.seed, "init"))
     loaded = load_model(config.model)
     fingerprint = model_fingerprint(resolve_model_path(config.model.model_name_or_path))
@@ -123,12 +134,6 @@ def build_components(config: APLConfig, cache_dir: Path | None = None) -> Compon
     )
     train_prompts = task.load_prompts("train", loaded.tokenizer, seed=config.seed)
     test_prompts = task.load_prompts("test", loaded.tokenizer, seed=config.seed)
-
-    cache_root = cache_dir or default_cache_dir()
-    judgement_cache = JudgementCache(cache_root / JUDGEMENT_CACHE_FILE)
-    oracle = ORACLES.build(
-        config.oracle.name, oracle_kwargs, cache=judgement_cache, seed=config.seed
-    )
     logger.info(
         "Task %s: %d train / %d test prompts; model %s on %s (autocast %s); oracle %s; "
         "acquisition %s",

@@ -92,6 +92,7 @@ def evaluate_round(components: Components, ledger: Ledger, round: int) -> WinRat
         JudgeRequest,
         held=ledger.eval_verdicts(round),
         on_judged=lambda new: ledger.record_eval_verdicts(round, new),
+        batch_size=max(1, components.oracle.concurrency),  # stored as they arrive
     )
     return result.result
 

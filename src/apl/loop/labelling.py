@@ -58,14 +58,17 @@ def label_round(
                 todo.append(candidate)
         if not todo:
             break
-        try:
-            judgements = oracle.judge_batch([_request(c) for c in todo])
-        except APLError as err:
-            partial = getattr(err, "partial", None) or []
-            saved = _record(ledger, todo, partial, held)
-            logger.error("Judge stopped after %d new verdicts this batch; all are saved.", saved)
-            raise
-        _record(ledger, todo, judgements, held)
+        # Ask in chunks the judge runs at once, so the ledger holds each verdict as it arrives.
+        step = max(1, oracle.concurrency)
+        for start in range(0, len(todo), step):
+            chunk = todo[start : start + step]
+            try:
+                judgements = oracle.judge_batch([_request(c) for c in chunk])
+            except APLError as err:
+                saved = _record(ledger, chunk, getattr(err, "partial", None) or [], held)
+                logger.error("Judge stopped; its %d verdicts of this chunk are saved.", saved)
+                raise
+            _record(ledger, chunk, judgements, held)
         usable = sum(j.verdict in USABLE for j in held.values())
         if on_progress is not None:
             on_progress(min(usable, query_size))

@@ -10,7 +10,6 @@ seeded by (seed, purpose, round), so a resumed run makes the same choices as an 
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -119,12 +118,6 @@ class ActiveLoop:
             "save a checkpoint to",
         )
 
-    def _prune_checkpoints(self, round: int) -> None:
-        # Only after `round` is marked trained: until then a crash must find round - 1's.
-        for old_round, old_path in self.run_dir.checkpoints().items():
-            if old_round < round:
-                shutil.rmtree(old_path, ignore_errors=True)
-
     # --- one round ---------------------------------------------------------------------------
     def _acquire(self, round: int) -> None:
         config, c = self.config, self.c
@@ -178,7 +171,8 @@ class ActiveLoop:
             self._checkpoint(round)
             ledger.log_metrics(round, metrics)
             ledger.set_phase(round, "trained")
-            self._prune_checkpoints(round)
+            # Only now: until `round` is marked trained, a crash must find round - 1's.
+            self.run_dir.prune_checkpoints(before=round)
         if not _done(ledger.phase(round), "evaluated"):
             if is_waypoint(config, round * M, round):
                 progress.phase(round, "evaluating")
@@ -221,19 +215,30 @@ class ActiveLoop:
         return RunResult(self.run_dir.path, self.ledger.metrics(), dict(self.timer.totals))
 
 
-def run_active_learning(run_dir: RunDir, cache_dir: Path | None = None) -> RunResult:
-    """Build the stages for `run_dir`'s config and run every round left."""
-    components = build_components(run_dir.config, cache_dir=cache_dir)
+def run_active_learning(
+    run_dir: RunDir | APLConfig, cache_dir: Path | None = None
+) -> RunResult:
+    """Build the stages, then run every round left in `run_dir`.
+
+    Given a config for a new run, the directory is created only once every stage has been
+    built, so a bad option never leaves behind a run directory that blocks the fixed rerun.
+    """
+    config = run_dir.config if isinstance(run_dir, RunDir) else run_dir
+    components = build_components(config, cache_dir=cache_dir)
     try:
-        with run_dir.open_ledger() as ledger:
+        if not isinstance(run_dir, RunDir):
+            run_dir = open_run_dir(config)
+        with run_dir.exclusive(), run_dir.open_ledger() as ledger:
             return ActiveLoop(run_dir, components, ledger).run()
     finally:
         components.close()
 
 
 def run(config: APLConfig, cache_dir: Path | None = None) -> RunResult:
-    """`apl run`: create (or reopen, if it holds this same config) the run dir and run."""
-    return run_active_learning(open_run_dir(config), cache_dir=cache_dir)
+    """`apl run`: a new run in `config.output_dir`, or the rest of one with this same config."""
+    if (Path(config.output_dir) / CONFIG_FILE).exists():
+        return run_active_learning(open_run_dir(config), cache_dir=cache_dir)  # checks it first
+    return run_active_learning(config, cache_dir=cache_dir)
 
 
 def resume_run(
