@@ -72,8 +72,12 @@ def test_fill_sets_missing_values_and_keeps_known_ones(tiny_model_and_tokenizer)
     assert ref.sequences_scored == 2  # the second pair's values came with it
     assert (filled[1].ref_logp_chosen, filled[1].ref_logp_rejected) == (-1.5, -2.5)
     p0 = ref.prompt_ids(TEXTS[:1])[0]
-    assert filled[0].ref_logp_chosen == pytest.approx(direct_logp(model, p0, good.token_ids), rel=1e-5)
-    assert filled[0].ref_logp_rejected == pytest.approx(direct_logp(model, p0, bad.token_ids), rel=1e-5)
+    assert filled[0].ref_logp_chosen == pytest.approx(
+        direct_logp(model, p0, good.token_ids), rel=1e-5
+    )
+    assert filled[0].ref_logp_rejected == pytest.approx(
+        direct_logp(model, p0, bad.token_ids), rel=1e-5
+    )
     assert prefs[0].ref_logp_chosen is None  # inputs are not mutated
 
 
@@ -101,7 +105,9 @@ def test_lora_reference_is_the_base_without_a_second_copy(tiny_model_and_tokeniz
     assert ref.model is policy  # no deep copy: the adapter is switched off instead
     prompts, completions = ref.prompt_ids(TEXTS), encode(tok, ENDINGS)
     got = ref.logps(prompts, completions)
-    assert got == pytest.approx([direct_logp(base, p, c) for p, c in zip(prompts, completions)], rel=1e-5)
+    assert got == pytest.approx(
+        [direct_logp(base, p, c) for p, c in zip(prompts, completions)], rel=1e-5
+    )
     policy_logps = [direct_logp(policy, p, c) for p, c in zip(prompts, completions)]
     assert all(abs(a - b) > 1e-3 for a, b in zip(policy_logps, got))  # the adapter is back on
 

@@ -11,7 +11,7 @@ from apl.types import Completion, Preference, Prompt
 
 
 def make_preferences(tokenizer, n: int, seed: int = 0, flip: bool = False) -> list[Preference]:
-    """`n` preferences: prompt = a review's first words; chosen/rejected = positive/negative snippets.
+    """`n` preferences: prompt = a review's first words; chosen/rejected = positive/negative.
 
     With `flip` the negative snippet is chosen instead. Lengths stay short (prompt 4-8 words,
     completions 6-12 tokens) so the tiny model trains in well under a second per epoch.

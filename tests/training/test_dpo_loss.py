@@ -19,8 +19,11 @@ def test_implicit_reward_is_beta_times_log_ratio():
 def test_dpo_loss_hand_computed():
     # rewards: chosen 0.2 * (-10 - -11) = 0.2, rejected 0.2 * (-12 - -11) = -0.2; margin 0.4
     losses, chosen, rejected = dpo_loss(
-        torch.tensor([-10.0, -5.0]), torch.tensor([-12.0, -5.0]),
-        torch.tensor([-11.0, -4.0]), torch.tensor([-11.0, -6.0]), beta=0.2,
+        torch.tensor([-10.0, -5.0]),
+        torch.tensor([-12.0, -5.0]),
+        torch.tensor([-11.0, -4.0]),
+        torch.tensor([-11.0, -6.0]),
+        beta=0.2,
     )
     # second pair: chosen 0.2 * -1 = -0.2, rejected 0.2 * 1 = 0.2; margin -0.4
     assert chosen.tolist() == pytest.approx([0.2, -0.2])
@@ -36,8 +39,12 @@ def test_policy_equal_to_reference_gives_log2():
 
 
 def test_gradient_matches_closed_form():
-    # d/d logp_chosen of -log sigmoid(beta * m) is -beta * sigmoid(-beta * m); rejected gets the opposite.
-    beta, pc, pr = 0.3, torch.tensor([-2.0], requires_grad=True), torch.tensor([-3.0], requires_grad=True)
+    # d/d logp_chosen of -log sigmoid(beta * m) is -beta * sigmoid(-beta * m); rejected: opposite.
+    beta, pc, pr = (
+        0.3,
+        torch.tensor([-2.0], requires_grad=True),
+        torch.tensor([-3.0], requires_grad=True),
+    )
     losses, _, _ = dpo_loss(pc, pr, torch.tensor([-2.5]), torch.tensor([-2.5]), beta)
     losses.sum().backward()
     margin = (-2.0 + 2.5) - (-3.0 + 2.5)

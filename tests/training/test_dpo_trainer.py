@@ -118,11 +118,18 @@ def test_same_seed_gives_identical_weights(tiny_model_and_tokenizer, preferences
 
 
 def _first_step_grads(model, tok, prefs, batch, accum) -> list[torch.Tensor]:
-    trainer = build(model, tok, per_device_train_batch_size=batch, gradient_accumulation_steps=accum,
-                    max_steps=1)
+    trainer = build(
+        model,
+        tok,
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accum,
+        max_steps=1,
+    )
     grads = []
     trainer.optimizer.optimizer.register_step_pre_hook(
-        lambda opt, args, kwargs: grads.extend(p.grad.clone() for p in opt.param_groups[0]["params"])
+        lambda opt, args, kwargs: grads.extend(
+            p.grad.clone() for p in opt.param_groups[0]["params"]
+        )
     )
     trainer.train(prefs)
     assert trainer.global_step == 1
@@ -144,7 +151,9 @@ def test_dropout_is_off_during_dpo_unless_asked(tiny_model_dir, tiny_model_and_t
     tok = tiny_model_and_tokenizer[1]
     ids = torch.tensor([tok("a fine film with a weak ending")["input_ids"]])
     for disable in (True, False):
-        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, resid_pdrop=0.3, attn_pdrop=0.3, embd_pdrop=0.3)
+        model = AutoModelForCausalLM.from_pretrained(
+            tiny_model_dir, resid_pdrop=0.3, attn_pdrop=0.3, embd_pdrop=0.3
+        )
         trainer = build(model, tok, disable_dropout=disable)
         trainer.model.train()
         logits = [trainer.model(ids).logits for _ in range(2)]
@@ -160,8 +169,15 @@ def test_validation_split_and_early_stopping(tiny_model_and_tokenizer):
     # Validation pairs are labelled against the training direction, so once training learns
     # "positive beats negative" the validation loss can only rise: early stopping must fire.
     prefs = make_preferences(tok, 24, seed=1)
-    trainer = build(model, tok, learning_rate=1e-2, num_train_epochs=12, validation_fraction=0.25,
-                    early_stopping_patience=2, per_device_train_batch_size=18)
+    trainer = build(
+        model,
+        tok,
+        learning_rate=1e-2,
+        num_train_epochs=12,
+        validation_fraction=0.25,
+        early_stopping_patience=2,
+        per_device_train_batch_size=18,
+    )
     _, held = split_validation(trainer._rows(prefs), 0.25)  # the split ignores the label
     held_keys = {(r.prompt_ids, r.chosen_ids) for r in held}
     prompts = trainer.reference.prompt_ids([p.prompt.text for p in prefs])
@@ -196,7 +212,9 @@ def test_state_dict_resumes_a_run_exactly(tiny_model_and_tokenizer, preferences)
 
 def test_bad_options_fail_with_one_line_naming_the_option(tiny_model_and_tokenizer, preferences):
     model, tok = tiny_model_and_tokenizer
-    with pytest.raises(ConfigError, match=r"dpo.early_stopping_patience \(2\).*validation_fraction"):
+    with pytest.raises(
+        ConfigError, match=r"dpo.early_stopping_patience \(2\).*validation_fraction"
+    ):
         build(model, tok, early_stopping_patience=2).train(preferences)
     with pytest.raises(ConfigError, match=r"dpo.max_length \(10\) < prompt \+ completion tokens"):
         build(model, tok, max_length=10).train(preferences)

@@ -50,16 +50,32 @@ def test_loss_and_every_gradient_match_trl(policy_and_reference, tmp_path):
         "rejected": [p.rejected.text for p in prefs],
     }
     args = TRLConfig(
-        output_dir=str(tmp_path), beta=BETA, loss_type=["sigmoid"], bf16=False, use_cpu=True,
-        report_to="none", precompute_ref_log_probs=False, per_device_train_batch_size=len(prefs),
+        output_dir=str(tmp_path),
+        beta=BETA,
+        loss_type=["sigmoid"],
+        bf16=False,
+        use_cpu=True,
+        report_to="none",
+        precompute_ref_log_probs=False,
+        per_device_train_batch_size=len(prefs),
     )
-    theirs = TRLTrainer(trl_policy, ref_model=trl_reference, args=args,
-                        train_dataset=Dataset.from_dict(text), processing_class=tok)
-    batch = theirs.data_collator([
-        {"prompt_ids": list(r.prompt_ids), "chosen_ids": list(r.chosen_ids),
-         "rejected_ids": list(r.rejected_ids)}
-        for r in rows
-    ])
+    theirs = TRLTrainer(
+        trl_policy,
+        ref_model=trl_reference,
+        args=args,
+        train_dataset=Dataset.from_dict(text),
+        processing_class=tok,
+    )
+    batch = theirs.data_collator(
+        [
+            {
+                "prompt_ids": list(r.prompt_ids),
+                "chosen_ids": list(r.chosen_ids),
+                "rejected_ids": list(r.rejected_ids),
+            }
+            for r in rows
+        ]
+    )
     theirs.model.train()
     trl_loss = theirs.compute_loss(theirs.model, batch)
     trl_loss.backward()
@@ -68,7 +84,9 @@ def test_loss_and_every_gradient_match_trl(policy_and_reference, tmp_path):
     torch.testing.assert_close(loss, trl_loss, rtol=1e-5, atol=0)
     trl_metrics = {k: v[-1] for k, v in theirs._metrics["train"].items()}
     assert trl_metrics["rewards/chosen"] == pytest.approx(r_chosen.mean().item(), rel=1e-4)
-    assert trl_metrics["rewards/margins"] == pytest.approx((r_chosen - r_rejected).mean().item(), rel=1e-4)
+    assert trl_metrics["rewards/margins"] == pytest.approx(
+        (r_chosen - r_rejected).mean().item(), rel=1e-4
+    )
     trl_grads = dict(trl_policy.named_parameters())
     for name, p in policy.named_parameters():
         q = trl_grads[name].grad

@@ -58,7 +58,7 @@ class ReferenceModel:
     def from_policy(
         cls, model: torch.nn.Module, tokenizer, lora: bool = False, **kwargs
     ) -> ReferenceModel:
-        """The reference for a policy at theta_0: the adapter-disabled base (LoRA) or a frozen copy."""
+        """The reference for a policy at theta_0: adapter-disabled base (LoRA) or frozen copy."""
         if lora:
             return cls(model, tokenizer, lora=True, **kwargs)
         frozen = copy.deepcopy(model).eval()
@@ -74,7 +74,7 @@ class ReferenceModel:
         return self.model.disable_adapter() if self.lora else contextlib.nullcontext()
 
     def prompt_ids(self, texts: Sequence[str]) -> list[tuple[int, ...]]:
-        """Prompt token ids exactly as sampling encodes them (`encode_prompts`), memoised per text."""
+        """Prompt token ids exactly as sampling encodes them (`encode_prompts`), memoised."""
         new = [t for t in dict.fromkeys(texts) if t not in self._prompt_ids]
         if new:
             self._prompt_ids.update(zip(new, map(tuple, encode_prompts(self.tokenizer, new))))
@@ -117,17 +117,21 @@ class ReferenceModel:
     def fill(self, preferences: Sequence[Preference]) -> list[Preference]:
         """The preferences with `ref_logp_chosen`/`ref_logp_rejected` set; known values are kept."""
         prompts = self.prompt_ids([p.prompt.text for p in preferences])
-        for pref, prompt in zip(preferences, prompts):  # known values (e.g. from the store) seed the cache
+        for pref, prompt in zip(
+            preferences, prompts
+        ):  # known values (e.g. from the store) seed the cache
             if pref.ref_logp_chosen is not None:
                 self._cache.setdefault((prompt, tuple(pref.chosen.token_ids)), pref.ref_logp_chosen)
             if pref.ref_logp_rejected is not None:
-                self._cache.setdefault((prompt, tuple(pref.rejected.token_ids)), pref.ref_logp_rejected)
-        completions = [p.chosen.token_ids for p in preferences] + [p.rejected.token_ids for p in preferences]
+                self._cache.setdefault(
+                    (prompt, tuple(pref.rejected.token_ids)), pref.ref_logp_rejected
+                )
+        completions = [p.chosen.token_ids for p in preferences] + [
+            p.rejected.token_ids for p in preferences
+        ]
         values = self.logps(prompts + prompts, completions)
         chosen, rejected = values[: len(preferences)], values[len(preferences) :]
         return [
             dataclasses.replace(p, ref_logp_chosen=c, ref_logp_rejected=r)
             for p, c, r in zip(preferences, chosen, rejected)
         ]
-
-

@@ -63,7 +63,8 @@ def check_lengths(rows: Sequence[PreferenceRow], max_length: int | None) -> None
         if longest > max_length:
             raise ConfigError(
                 f"dpo.max_length ({max_length}) < prompt + completion tokens ({longest}) of a "
-                "labelled pair; raise dpo.max_length (up to the model's context) or cut prompts shorter."
+                "labelled pair; raise dpo.max_length (up to the model's context) or cut "
+                "prompts shorter."
             )
 
 
@@ -74,7 +75,7 @@ class PreferenceCollator:
         self.pad_token_id = pad_token_id
 
     def __call__(self, rows: Sequence[PreferenceRow]) -> dict[str, torch.Tensor]:
-        """input_ids / attention_mask / completion_mask for 2N sequences plus ref_chosen/ref_rejected."""
+        """Tensors for 2N sequences (ids, masks, position ids) plus ref_chosen / ref_rejected."""
         prompts = [list(r.prompt_ids) for r in rows]
         completions = [list(r.chosen_ids) for r in rows] + [list(r.rejected_ids) for r in rows]
         batch = collate_pairs(prompts + prompts, completions, self.pad_token_id)

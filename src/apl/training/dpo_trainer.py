@@ -17,7 +17,6 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState
 from torch.utils.data import DataLoader
 
 from apl.config import DPOConfig
@@ -27,34 +26,16 @@ from apl.policy.reference import ReferenceModel
 from apl.policy.scoring import sequence_logps
 from apl.training.batches import PreferenceCollator, PreferenceRow, check_lengths, split_validation
 from apl.training.dpo_loss import dpo_loss, preference_metrics
+from apl.training.runtime import disable_dropout, make_accelerator
 from apl.types import Preference
 
 logger = logging.getLogger(__name__)
 
-_MIXED_PRECISION = {None: "no", torch.bfloat16: "bf16", torch.float16: "fp16"}
-
-
-def disable_dropout(model: torch.nn.Module) -> None:
-    """Set every dropout probability to 0, so DPO's log-ratios are not noise (TRL does the same)."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-
-
-def make_accelerator(device: torch.device, autocast_dtype: torch.dtype | None) -> Accelerator:
-    """An Accelerator on `device` whose mixed precision matches `autocast_dtype` (None: fp32)."""
-    kwargs = {"mixed_precision": _MIXED_PRECISION[autocast_dtype], "cpu": device.type == "cpu"}
-    try:
-        return Accelerator(**kwargs)
-    except ValueError:
-        # accelerate keeps one process-wide state; a later trainer in the same process with another
-        # precision must reset it first, as transformers' TrainingArguments does every time.
-        AcceleratorState._reset_state(reset_partial_state=True)
-        return Accelerator(**kwargs)
-
 
 def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+    return {
+        n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad
+    }
 
 
 class DPOTrainer:
@@ -83,9 +64,13 @@ class DPOTrainer:
         self.accelerator = accelerator or make_accelerator(model_device(model), autocast_dtype)
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
-            raise ConfigError("DPOTrainer: the model has no trainable parameters; unfreeze it or add LoRA.")
+            raise ConfigError(
+                "DPOTrainer: the model has no trainable parameters; unfreeze it or add LoRA."
+            )
         self._theta0 = _trainable_state(model)  # all weights, or just the LoRA adapter; on CPU
-        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        optimizer = torch.optim.AdamW(
+            params, lr=config.learning_rate, weight_decay=config.weight_decay
+        )
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self._fresh_optimizer = copy.deepcopy(self.optimizer.state_dict())
         self.rounds_trained = 0
@@ -131,8 +116,13 @@ class DPOTrainer:
         filled = self.reference.fill(preferences)  # computes only log-probs not cached yet
         prompts = self.reference.prompt_ids([p.prompt.text for p in filled])
         rows = [
-            PreferenceRow(pr, tuple(p.chosen.token_ids), tuple(p.rejected.token_ids),
-                          p.ref_logp_chosen, p.ref_logp_rejected)
+            PreferenceRow(
+                pr,
+                tuple(p.chosen.token_ids),
+                tuple(p.rejected.token_ids),
+                p.ref_logp_chosen,
+                p.ref_logp_rejected,
+            )
             for pr, p in zip(prompts, filled)
         ]
         check_lengths(rows, self.max_length)
@@ -144,8 +134,11 @@ class DPOTrainer:
     def _loader(self, rows: list[PreferenceRow], shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self._round_seed()) if shuffle else None
         loader = DataLoader(
-            rows, batch_size=self.config.per_device_train_batch_size, shuffle=shuffle,
-            generator=generator, collate_fn=self.collator,
+            rows,
+            batch_size=self.config.per_device_train_batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            collate_fn=self.collator,
         )
         return self.accelerator.prepare(loader)
 
@@ -202,8 +195,11 @@ class DPOTrainer:
                 metrics.update({f"eval/{k}": v for k, v in self.evaluate(val_loader).items()})
             history.append(metrics)
             logger.info(
-                "DPO epoch %d/%d: loss %.4f, reward accuracy %.3f, margin %.4f%s", epoch,
-                cfg.num_train_epochs, metrics["train/loss"], metrics["rewards/accuracies"],
+                "DPO epoch %d/%d: loss %.4f, reward accuracy %.3f, margin %.4f%s",
+                epoch,
+                cfg.num_train_epochs,
+                metrics["train/loss"],
+                metrics["rewards/accuracies"],
                 metrics["rewards/margins"],
                 f", eval loss {metrics['eval/loss']:.4f}" if val_loader is not None else "",
             )
@@ -214,7 +210,9 @@ class DPOTrainer:
                 else:
                     since_best += 1
                     if since_best >= patience:
-                        logger.info("early stop after epoch %d; keeping epoch %d", epoch, self.best_epoch)
+                        logger.info(
+                            "early stop after epoch %d; keeping epoch %d", epoch, self.best_epoch
+                        )
                         break
             if max_steps is not None and steps >= max_steps:
                 break
@@ -233,20 +231,33 @@ class DPOTrainer:
     def _batch_logps(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         with self.accelerator.autocast():
             logps = sequence_logps(
-                self.model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"],
+                self.model,
+                batch["input_ids"],
+                batch["attention_mask"],
+                batch["completion_mask"],
                 position_ids=batch["position_ids"],
             )
         return logps.float().chunk(2)
 
-    def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    def compute_loss(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Mean DPO loss of a collated batch, and per-pair (loss, rewards, logps) for metrics."""
         chosen, rejected = self._batch_logps(batch)
         losses, r_chosen, r_rejected = dpo_loss(
             chosen, rejected, batch["ref_chosen"], batch["ref_rejected"], self.config.beta
         )
-        return losses.mean(), (losses.detach(), r_chosen, r_rejected, chosen.detach(), rejected.detach())
+        return losses.mean(), (
+            losses.detach(),
+            r_chosen,
+            r_rejected,
+            chosen.detach(),
+            rejected.detach(),
+        )
 
-    def _epoch(self, loader: DataLoader, steps: int, max_steps: int | None) -> tuple[dict[str, float], int]:
+    def _epoch(
+        self, loader: DataLoader, steps: int, max_steps: int | None
+    ) -> tuple[dict[str, float], int]:
         self.model.train()
         parts: list[tuple[torch.Tensor, ...]] = []
         for batch in loader:
@@ -254,7 +265,9 @@ class DPOTrainer:
                 loss, per_pair = self.compute_loss(batch)
                 self.accelerator.backward(loss)
                 if self.accelerator.sync_gradients and self.config.max_grad_norm is not None:
-                    self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+                    self.accelerator.clip_grad_norm_(
+                        self.model.parameters(), self.config.max_grad_norm
+                    )
                 self.optimizer.step()
                 self.optimizer.zero_grad()
             parts.append(self.accelerator.gather_for_metrics(per_pair))
