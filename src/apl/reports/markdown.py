@@ -1,0 +1,143 @@
+"""`apl report`: runs and sweeps -> report.md with Table 2, Figures 2-3, label efficiency, spend, CSV."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from apl.errors import DataError
+from apl.reports.collect import RunRecord, load_runs
+from apl.reports.figures import bt_histograms, histogram_markdown, plot_bt_histograms, plot_win_rate
+from apl.reports.tables import (
+    aggregate,
+    efficiency_markdown,
+    label_efficiency,
+    random_references,
+    spend_markdown,
+    table2_markdown,
+    write_csvs,
+)
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILE = "report.md"
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """What `write_report` wrote."""
+
+    markdown: Path
+    files: list[Path] = field(default_factory=list)
+    num_runs: int = 0
+    num_groups: int = 0
+
+
+def _consistency_section(directory: Path, out_dir: Path) -> tuple[str, list[Path]]:
+    from apl.oracles.consistency import ConsistencyResult, consistency_markdown
+
+    source = directory / "consistency.json"
+    if not source.is_file():
+        raise DataError(
+            f"--consistency {directory} holds no consistency.json; pass the --output-dir of "
+            "`apl judge consistency`."
+        )
+    try:
+        results = [ConsistencyResult(**row) for row in json.loads(source.read_text(encoding="utf-8"))]
+    except (ValueError, TypeError) as err:
+        raise DataError(f"--consistency {source} is not an `apl judge consistency` result: {err}") from None
+    text = "## Judge self-consistency (paper Figure 1)\n\nThe same pairs labelled twice per judge.\n\n"
+    text += consistency_markdown(results)
+    copied = []
+    if (directory / "consistency.png").is_file():
+        copied.append(Path(shutil.copy(directory / "consistency.png", out_dir / "consistency.png")))
+        text += "\n![judge self-consistency](consistency.png)\n"
+    return text, copied
+
+
+def _describe(groups: dict[str, list[RunRecord]], by: list[str]) -> str:
+    runs = [r for rs in groups.values() for r in rs]
+    first = runs[0].config
+    lines = [
+        f"{len(runs)} runs in {len(groups)} strategies, grouped by {', '.join(f'`{k}`' for k in by)}; "
+        "seeds are pooled. Win-rate is the policy's against the evaluation baseline "
+        f"(`evaluation.baseline={first.evaluation.baseline}`, task `{first.task.name}`) on "
+        f"`evaluation.num_prompts={first.evaluation.num_prompts}` held-out prompts, judged by "
+        f"`{first.oracle.name}`.",
+        "",
+        "| strategy | seeds | runs complete |",
+        "|---|---|---:|",
+    ]
+    for strategy, rs in groups.items():
+        lines.append(f"| {strategy} | {', '.join(str(r.seed) for r in rs)} | {sum(r.complete for r in rs)}/{len(rs)} |")
+    incomplete = [str(r.path) for r in runs if not r.complete]
+    if incomplete:
+        lines += ["", f"Incomplete runs (their evaluated rounds are included): {', '.join(incomplete)}."]
+    return "\n".join(lines) + "\n"
+
+
+def report_markdown(groups: dict[str, list[RunRecord]], by: list[str], out_dir: Path) -> tuple[str, list[Path]]:
+    """Build the report text and write its figures and CSVs into `out_dir`."""
+    points = aggregate(groups)
+    files = write_csvs(groups, points, out_dir)
+    files.append(plot_win_rate(points, out_dir / "win_rate.png"))
+    hists = bt_histograms(groups)
+    parts = [
+        "# apl report\n",
+        _describe(groups, by),
+        "## Win-rate at each labelled-set size (paper Table 2)\n",
+        "Mean ± standard error (std with ddof=1 / sqrt(seeds)), seeds in brackets; the best mean "
+        "in each row is in bold.\n",
+        table2_markdown(points),
+        "## Win-rate against labels acquired (paper Figure 2)\n",
+        "![win-rate against labels](win_rate.png)\n",
+        "## Label efficiency\n",
+    ]
+    efficiency = label_efficiency(points, random_references(groups))
+    if efficiency:
+        parts += [
+            "Labels random needs to reach each strategy's mean win-rate (linear interpolation on "
+            "random's mean curve), and that over the strategy's own labels: above 1x the strategy "
+            "saves labels. `<=`: at or below random's first size; `>`: random never gets there.\n",
+            efficiency_markdown(efficiency),
+        ]
+    else:
+        parts.append("No `random` runs with matching settings, so no label efficiency.\n")
+    parts.append("## Implicit Bradley-Terry probability of acquired pairs (paper Figure 3)\n")
+    if hists:
+        files.append(plot_bt_histograms(hists, out_dir / "bt_histograms.png"))
+        parts += [
+            "For each acquired pair with an A/B verdict: the probability the acquiring policy's "
+            "implicit reward model gave the oracle's choice, pooled over seeds. Green (> 0.5): the "
+            "model agreed with the oracle; red (< 0.5): it contradicted it, most confidently near 0. "
+            "Exactly 0.5 is a policy still equal to its reference (the first round's cold start).\n",
+            "![BT probability histograms](bt_histograms.png)\n",
+            histogram_markdown(hists),
+        ]
+    else:
+        parts.append("No acquired pair carries `bt_prob` (acquisition ran with `annotate: false`).\n")
+    parts += ["## Oracle spend\n", spend_markdown(groups)]
+    return "\n".join(parts), files
+
+
+def write_report(
+    paths: Iterable[str | Path], output: str | Path, consistency_dir: str | Path | None = None
+) -> ReportFiles:
+    """Write `output/report.md` plus PNG figures and CSVs for the runs under `paths`."""
+    out_dir = Path(output)
+    groups, by = load_runs(paths)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text, files = report_markdown(groups, by, out_dir)
+    if consistency_dir is not None:
+        section, copied = _consistency_section(Path(consistency_dir), out_dir)
+        text += "\n" + section
+        files += copied
+    text += "\n## Files\n\n" + "\n".join(f"- `{f.name}`" for f in files) + "\n"
+    markdown = out_dir / REPORT_FILE
+    markdown.write_text(text, encoding="utf-8")
+    logger.info("Wrote %s", markdown)
+    return ReportFiles(markdown, files, sum(len(r) for r in groups.values()), len(groups))
