@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 # Never part of a strategy's name: seeds are what a strategy is averaged over.
 UNGROUPED_KEYS = ("seed", "output_dir")
+PAPER_ORDER = ("random", "entropy", "certainty", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -155,8 +156,9 @@ def group_runs(records: list[RunRecord]) -> tuple[dict[str, list[RunRecord]], li
         extra = ", ".join(f"{k}={f.get(k)}" for k in differing)
         record.strategy = f"{f['acquisition.name']} ({extra})" if extra else str(f["acquisition.name"])
         groups.setdefault(record.strategy, []).append(record)
-    # The random baseline first, then strategies in the order their runs were given.
-    order = sorted(groups, key=lambda s: groups[s][0].config.acquisition.name != "random")
+    # The paper's order (random baseline first), then other strategies as their runs were given.
+    rank = {name: i for i, name in enumerate(PAPER_ORDER)}
+    order = sorted(groups, key=lambda s: rank.get(groups[s][0].config.acquisition.name, len(rank)))
     return {s: groups[s] for s in order}, by
 
 

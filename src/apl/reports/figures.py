@@ -94,7 +94,8 @@ def plot_bt_histograms(hists: list[Histogram], path: Path) -> Path:
             if h is not None:
                 ax.bar(centres_low, h.incorrect, width=width, color="tab:red", label="incorrect")
                 ax.bar(centres_low + 0.5, h.correct, width=width, color="tab:green", label="correct")
-                if h.undecided:
+                if h.undecided:  # cold start: one grey bar at 0.5, between the two sides
+                    ax.bar(0.5, h.undecided, width=width, color="tab:gray", label="at 0.5")
                     ax.text(0.5, 0.92, f"{h.undecided} at 0.5", transform=ax.transAxes, ha="center", va="top", fontsize=7)
             ax.set_xlim(0, 1)
             ax.tick_params(labelsize=7)
