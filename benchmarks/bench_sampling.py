@@ -1,7 +1,7 @@
 """Completions/s: apl's KV-cache sampler against `model.generate`, same model/prompts/settings.
 
 Peers, measured interleaved in one run (median of --repeats after a warm-up):
-  generate:       `model.generate(do_sample=True, temperature, top_k=0, top_p=1.0, max_new_tokens=N)`
+  generate:       `model.generate(do_sample=True, temperature, top_k=0, top_p=1, max_new_tokens=N)`
                   on left-padded prompts (its default DynamicCache); rows stop at EOS in both;
   apl:            `sample_completions` with min=max=N new tokens (its preallocated KV cache);
   apl dynamic:    the same with transformers' DynamicCache, to show what preallocation buys.
@@ -50,7 +50,7 @@ def load_default_model():
 
 
 def imdb_prompts(tokenizer, n: int, seed: int = 0) -> list[list[int]]:
-    """`n` test-split IMDB reviews cut to their first L tokens, L uniform in 8..16 (as the paper)."""
+    """`n` IMDB test reviews cut to their first L tokens, L uniform in 8..16 (as the paper)."""
     from apl.data.imdb_reviews import load_imdb_reviews
     from apl.policy.sampling import encode_prompts
 
@@ -135,13 +135,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--new-tokens", type=int, default=48)
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--repeats", type=int, default=5)
-    # One thread: on a shared 2-core box two intra-op threads stall on each other; pass 2 when quiet.
+    # One thread: on a shared 2-core box two intra-op threads stall each other; 2 when quiet.
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model, tokenizer, what = load_default_model()
     print(f"model: {what}; {machine_note()}")
-    print(f"{args.new_tokens} new tokens, T={args.temperature}, top_k=0, top_p=1, median of {args.repeats}")
+    print(f"{args.new_tokens} new tokens, T={args.temperature}, top_k=0, top_p=1, "
+          f"median of {args.repeats}")
     dtypes = (("fp32", None), ("bf16", torch.bfloat16))
     for batch in args.batch_sizes:
         prompts = imdb_prompts(tokenizer, batch)

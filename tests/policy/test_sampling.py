@@ -185,7 +185,8 @@ def test_bf16_autocast_and_train_mode_restored(tiny_model_and_tokenizer, prompts
     model.eval()
     for p, row in zip(prompts[:3], out, strict=True):
         for c in row:  # bf16 matmuls: close to, not equal to, the fp32 log-prob
-            assert c.logp == pytest.approx(direct_logp(model, p, c.token_ids), abs=0.05 * len(c.token_ids))
+            want = direct_logp(model, p, c.token_ids)
+            assert c.logp == pytest.approx(want, abs=0.05 * len(c.token_ids))
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt_neox"])

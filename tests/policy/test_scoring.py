@@ -44,8 +44,10 @@ def _one_thread():
 def pairs():
     """Ten (prompt, completion) pairs of mixed lengths (prompts 1..19, completions 1..13 tokens)."""
     gen = torch.Generator().manual_seed(0)
-    prompts = [torch.randint(1, 500, (1 + (7 * i) % 19,), generator=gen).tolist() for i in range(10)]
-    completions = [torch.randint(1, 500, (1 + (5 * i) % 13,), generator=gen).tolist() for i in range(10)]
+    prompts = [torch.randint(1, 500, (1 + 7 * i % 19,), generator=gen).tolist() for i in range(10)]
+    completions = [
+        torch.randint(1, 500, (1 + (5 * i) % 13,), generator=gen).tolist() for i in range(10)
+    ]
     return prompts, completions
 
 
@@ -53,7 +55,7 @@ def test_sum_equals_direct_forward_in_input_order(tiny_model_and_tokenizer, pair
     model, _ = tiny_model_and_tokenizer
     prompts, completions = pairs
     got = completion_logps(model, prompts, completions, batch_size=3)
-    want = torch.tensor([direct_logp(model, p, c) for p, c in zip(prompts, completions, strict=True)])
+    want = torch.tensor([direct_logp(model, p, c) for p, c in zip(prompts, completions)])
     assert got.dtype == torch.float32 and got.shape == (10,)
     torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
 
@@ -78,7 +80,8 @@ def test_model_without_logits_to_keep_gives_same_result(tiny_model_and_tokenizer
 def test_sequence_logps_is_differentiable(tiny_model_and_tokenizer, pairs):
     model, _ = tiny_model_and_tokenizer
     batch = collate_pairs(*pairs, pad_token_id=0)
-    logps = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+    ids, attn, comp = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+    logps = sequence_logps(model, ids, attn, comp)
     assert logps.requires_grad
     logps.sum().backward()
     grad = model.get_input_embeddings().weight.grad

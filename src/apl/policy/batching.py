@@ -108,7 +108,8 @@ class PreallocatedLayer(DynamicLayer):
 
     def batch_repeat_interleave(self, repeats: int) -> None:
         """Repeat each row `repeats` times (k samples share one prompt prefill)."""
-        self._reindex(torch.arange(self._k.shape[0], device=self._k.device).repeat_interleave(repeats))
+        rows = torch.arange(self._k.shape[0], device=self._k.device)
+        self._reindex(rows.repeat_interleave(repeats))
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         """Keep only the rows `indices` (finished completions leave the batch)."""

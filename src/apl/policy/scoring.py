@@ -45,7 +45,7 @@ def collate_pairs(
     pad_token_id: int,
     max_length: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Pad (prompt, completion) pairs into input_ids / attention_mask / completion_mask / position_ids.
+    """Pad pairs into input_ids / attention_mask / completion_mask / position_ids tensors.
 
     Prompts are left-padded and completions right-padded. When prompt+completion exceeds
     `max_length`, the completion is kept and the prompt's start is cut (see `_truncate`).
@@ -56,7 +56,9 @@ def collate_pairs(
             "completion per prompt (repeat a prompt to score several completions)."
         )
     if max_length is not None and max_length < 2:
-        raise ConfigError(f"`max_length` ({max_length}) must be >= 2 (one prompt + one completion token).")
+        raise ConfigError(
+            f"`max_length` ({max_length}) must be >= 2 (one prompt + one completion token)."
+        )
     pairs = []
     cut = 0
     for i, (prompt, completion) in enumerate(zip(prompt_ids, completion_ids, strict=True)):
@@ -69,7 +71,8 @@ def collate_pairs(
         cut += len(pair[0]) + len(pair[1]) < len(prompt) + len(completion)
         pairs.append(pair)
     if cut:
-        logger.warning("cut %d of %d pairs to max_length=%s (prompt start dropped)", cut, len(pairs), max_length)
+        logger.warning("cut %d of %d pairs to max_length=%s (prompt start dropped)",
+                       cut, len(pairs), max_length)
     p_width = max(len(p) for p, _ in pairs)
     c_width = max((len(c) for _, c in pairs), default=0)
     shape = (len(pairs), p_width + c_width)
