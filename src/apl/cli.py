@@ -283,12 +283,15 @@ def export(
 def sweep(
     spec: Annotated[Path, typer.Argument(help="Sweep YAML: base, grid, output_dir[, parallel].")],
     parallel: Annotated[
-        int | None, typer.Option(min=1, help="Runs at once. Default: spec's, else one per GPU / per core.")
+        int | None,
+        typer.Option(min=1, help="Runs at once. Default: the spec's, else one per GPU / per core."),
     ] = None,
     threads: Annotated[
         int | None, typer.Option(min=1, help="CPU threads per run. Default: cores / parallel.")
     ] = None,
-    dry_run: Annotated[bool, typer.Option(help="List the runs and what would be done; start nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="List the runs and what would be done; start nothing.")
+    ] = False,
 ) -> None:
     """Run a grid of configs (strategies x seeds x ...) as resumable runs; complete ones are skipped."""
     from rich.console import Console
@@ -308,10 +311,15 @@ def sweep(
     table = Table("run", "action", "result", "seconds", "log", title=f"apl sweep {loaded.root}")
     for o in result.outcomes:
         status = "ok" if o.ok else f"FAILED (exit {o.returncode}): {o.detail}"
-        table.add_row(o.name, o.action, status, f"{o.seconds:.0f}", str(o.log_path) if o.action != "skip" else "")
+        log = str(o.log_path) if o.action != "skip" else ""
+        table.add_row(o.name, o.action, status, f"{o.seconds:.0f}", log)
     Console().print(table)
     if result.failed:
-        typer.echo(f"{len(result.failed)} of {len(result.outcomes)} runs failed; fix and rerun `apl sweep {spec}` (complete runs are skipped).", err=True)
+        typer.echo(
+            f"{len(result.failed)} of {len(result.outcomes)} runs failed; see their logs, fix, "
+            f"and rerun `apl sweep {spec}` (complete runs are skipped).",
+            err=True,
+        )
         raise typer.Exit(1)
 
 
@@ -319,7 +327,9 @@ def sweep(
 @handle_errors
 def report(
     runs: Annotated[list[Path], typer.Argument(help="Run dirs and/or sweep roots.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Report directory.")] = Path("report"),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Report directory.")
+    ] = Path("report"),
     consistency: Annotated[
         Path | None, typer.Option(help="An `apl judge consistency --output-dir` to include.")
     ] = None,
@@ -328,7 +338,9 @@ def report(
     from apl.reports.markdown import write_report
 
     written = write_report(runs, output, consistency_dir=consistency)
-    typer.echo(f"Wrote {written.markdown} ({written.num_runs} runs, {written.num_groups} strategies)")
+    typer.echo(
+        f"Wrote {written.markdown} ({written.num_runs} runs, {written.num_groups} strategies)"
+    )
 
 
 def main() -> None:

@@ -35,7 +35,11 @@ def make_run(
     data: dict[str, Any] = {
         "model": {"model_name_or_path": "synthetic-model"},
         "acquisition": {"name": acquisition},
-        "loop": {"label_budget": num_rounds * query_size, "query_size": query_size, "pool_size": query_size},
+        "loop": {
+            "label_budget": num_rounds * query_size,
+            "query_size": query_size,
+            "pool_size": query_size,
+        },
         "output_dir": str(path),
         "seed": seed,
     }
@@ -49,7 +53,14 @@ def make_run(
             pairs = []
             for i, (bt, _) in enumerate(items):
                 prompt = Prompt(f"{path.name}-r{round}-{i}", "A film")
-                pair = Pair(prompt, Completion(" good", (1,), -1.0), Completion(" bad", (2,), -2.0), -1.0, -2.0, float(-i))
+                pair = Pair(
+                    prompt,
+                    Completion(" good", (1,), -1.0),
+                    Completion(" bad", (2,), -2.0),
+                    -1.0,
+                    -2.0,
+                    float(-i),
+                )
                 if bt is not None:
                     pair.extras["bt_prob"] = bt
                 pairs.append(pair)
@@ -58,7 +69,9 @@ def make_run(
                 ledger.record_verdict(candidate.id, Judgement(Verdict(verdict), cost_usd=cost_usd))
             ledger.log_metrics(round, {"label/total": round * query_size})
             if round in win_rates:
-                ledger.log_metrics(round, {"eval/win_rate": win_rates[round], "eval/win_rate_stderr": 0.05})
+                ledger.log_metrics(
+                    round, {"eval/win_rate": win_rates[round], "eval/win_rate_stderr": 0.05}
+                )
             for phase in ("labelled", "trained", "evaluated"):
                 ledger.set_phase(round, phase)
     if complete:

@@ -29,23 +29,33 @@ def assert_png(path):
 
 
 def test_figure3_maps_bt_prob_to_the_oracles_choice(tmp_path):
-    make_run(tmp_path / "certainty-seed0", acquisition="certainty", win_rates={1: 0.5, 2: 0.6}, acquired={
-        1: [(0.5, "A"), (0.5, "B")],  # cold start: no opinion
-        2: [
-            (0.92, "A"),  # model said A at .92, oracle A: correct at .92 -> green bin 8
-            (0.92, "B"),  # oracle B: the model gave B .08 -> red bin 1 (confidently wrong)
-            (0.32, "A"),  # .32 -> red bin 6
-            (0.27, "B"),  # .73 -> green bin 4
-            (0.99, "tie"),  # a tie neither agrees nor disagrees: left out
-            (0.01, "invalid"),  # never a label: left out
-            (None, "A"),  # not annotated: counted apart
-        ],
-    })
+    make_run(
+        tmp_path / "certainty-seed0",
+        acquisition="certainty",
+        win_rates={1: 0.5, 2: 0.6},
+        acquired={
+            1: [(0.5, "A"), (0.5, "B")],  # cold start: no opinion
+            2: [
+                (0.92, "A"),  # model said A at .92, oracle A: correct at .92 -> green bin 8
+                (0.92, "B"),  # oracle B: the model gave B .08 -> red bin 1 (confidently wrong)
+                (0.32, "A"),  # .32 -> red bin 6
+                (0.27, "B"),  # .73 -> green bin 4
+                (0.99, "tie"),  # a tie neither agrees nor disagrees: left out
+                (0.01, "invalid"),  # never a label: left out
+                (None, "A"),  # not annotated: counted apart
+            ],
+        },
+    )
     groups, _ = load_runs([tmp_path])
     run = groups["certainty"][0]
     assert run.unannotated == 1
     first, second = bt_histograms(groups)
-    assert (first.round, first.undecided, first.correct.sum(), first.incorrect.sum()) == (1, 2, 0, 0)
+    assert (first.round, first.undecided, first.correct.sum(), first.incorrect.sum()) == (
+        1,
+        2,
+        0,
+        0,
+    )
     assert second.round == 2 and second.undecided == 0 and second.total == 4
     assert second.correct.tolist() == [0, 0, 0, 0, 1, 0, 0, 0, 1, 0]
     assert second.incorrect.tolist() == [0, 1, 0, 0, 0, 0, 1, 0, 0, 0]
@@ -53,7 +63,12 @@ def test_figure3_maps_bt_prob_to_the_oracles_choice(tmp_path):
 
 def test_histograms_pool_seeds(tmp_path):
     for seed in (0, 1):
-        make_run(tmp_path / f"r{seed}", seed=seed, win_rates={1: 0.5}, acquired={1: [(0.8, "A"), (0.8, "B")]})
+        make_run(
+            tmp_path / f"r{seed}",
+            seed=seed,
+            win_rates={1: 0.5},
+            acquired={1: [(0.8, "A"), (0.8, "B")]},
+        )
     (hist,) = bt_histograms(load_runs([tmp_path])[0])
     assert np.sum(hist.correct) == 2 and np.sum(hist.incorrect) == 2
 
@@ -88,12 +103,31 @@ def consistency_dir(tmp_path):
 def test_write_report_files(tmp_path, consistency_dir):
     runs = tmp_path / "runs"
     for seed in (0, 1):
-        make_run(runs / f"random-seed{seed}", seed=seed, query_size=8, win_rates={1: 0.5 + 0.1 * seed, 2: 0.6},
-                 acquired={1: [(0.5, "A")], 2: [(0.7, "A"), (0.2, "A")]}, cost_usd=0.01)
-        make_run(runs / f"hybrid-seed{seed}", acquisition="hybrid", seed=seed, query_size=8,
-                 win_rates={1: 0.6, 2: 0.8}, acquired={1: [(0.5, "B")], 2: [(0.9, "B")]})
-    make_run(runs / "hybrid-seed2", acquisition="hybrid", seed=2, query_size=8, num_rounds=2,
-             win_rates={1: 0.7}, complete=False)
+        make_run(
+            runs / f"random-seed{seed}",
+            seed=seed,
+            query_size=8,
+            win_rates={1: 0.5 + 0.1 * seed, 2: 0.6},
+            acquired={1: [(0.5, "A")], 2: [(0.7, "A"), (0.2, "A")]},
+            cost_usd=0.01,
+        )
+        make_run(
+            runs / f"hybrid-seed{seed}",
+            acquisition="hybrid",
+            seed=seed,
+            query_size=8,
+            win_rates={1: 0.6, 2: 0.8},
+            acquired={1: [(0.5, "B")], 2: [(0.9, "B")]},
+        )
+    make_run(
+        runs / "hybrid-seed2",
+        acquisition="hybrid",
+        seed=2,
+        query_size=8,
+        num_rounds=2,
+        win_rates={1: 0.7},
+        complete=False,
+    )
     written = write_report([runs], tmp_path / "out", consistency_dir=consistency_dir)
     text = written.markdown.read_text()
     assert (written.num_runs, written.num_groups) == (5, 2)
@@ -110,7 +144,10 @@ def test_write_report_files(tmp_path, consistency_dir):
     with (tmp_path / "out" / "aggregated.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert {(r["strategy"], r["labels"], r["seeds"]) for r in rows} == {
-        ("random", "8", "2"), ("random", "16", "2"), ("hybrid", "8", "3"), ("hybrid", "16", "2"),
+        ("random", "8", "2"),
+        ("random", "16", "2"),
+        ("hybrid", "8", "3"),
+        ("hybrid", "16", "2"),
     }
     assert len((tmp_path / "out" / "runs.csv").read_text().splitlines()) == 1 + 9
 

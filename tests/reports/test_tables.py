@@ -56,12 +56,26 @@ def test_labels_to_reach_takes_the_first_crossing_of_a_bumpy_curve():
 @pytest.fixture()
 def sweep(tmp_path):
     """Random over 3 seeds, certainty over 2, on a 64-label query size."""
-    random_rates = [{1: 0.55, 2: 0.65, 3: 0.80}, {1: 0.65, 2: 0.75, 3: 0.80}, {1: 0.60, 2: 0.70, 3: 0.80}]
+    random_rates = [
+        {1: 0.55, 2: 0.65, 3: 0.80},
+        {1: 0.65, 2: 0.75, 3: 0.80},
+        {1: 0.60, 2: 0.70, 3: 0.80},
+    ]
     for seed, rates in enumerate(random_rates):
         make_run(tmp_path / f"random-seed{seed}", acquisition="random", seed=seed, win_rates=rates)
     # certainty at 128 labels: mean 0.75 -> random needs 128 + 0.05/0.10 * 64 = 160 labels
-    make_run(tmp_path / "certainty-seed0", acquisition="certainty", seed=0, win_rates={1: 0.60, 2: 0.70, 3: 0.90})
-    make_run(tmp_path / "certainty-seed1", acquisition="certainty", seed=1, win_rates={1: 0.70, 2: 0.80, 3: 0.84})
+    make_run(
+        tmp_path / "certainty-seed0",
+        acquisition="certainty",
+        seed=0,
+        win_rates={1: 0.60, 2: 0.70, 3: 0.90},
+    )
+    make_run(
+        tmp_path / "certainty-seed1",
+        acquisition="certainty",
+        seed=1,
+        win_rates={1: 0.70, 2: 0.80, 3: 0.84},
+    )
     return tmp_path
 
 
@@ -91,7 +105,10 @@ def test_table2_marks_the_best_mean_of_each_row(sweep):
 
 def test_label_efficiency_against_random(sweep):
     groups, _ = load_runs([sweep])
-    rows = {(e.strategy, e.labels): e for e in label_efficiency(aggregate(groups), random_references(groups))}
+    rows = {
+        (e.strategy, e.labels): e
+        for e in label_efficiency(aggregate(groups), random_references(groups))
+    }
     assert ("random", 64) not in rows  # random is the reference, not a row
     at_128 = rows[("certainty", 128)]
     assert at_128.random_labels == pytest.approx(160.0) and at_128.bound == "="
@@ -102,14 +119,24 @@ def test_label_efficiency_against_random(sweep):
 
 
 def test_strategies_split_by_any_other_differing_field(tmp_path):
-    make_run(tmp_path / "a", acquisition="random", seed=0, win_rates={1: 0.6}, extra={"dpo.beta": 0.1})
-    make_run(tmp_path / "b", acquisition="random", seed=1, win_rates={1: 0.7}, extra={"dpo.beta": 0.1})
-    make_run(tmp_path / "c", acquisition="random", seed=0, win_rates={1: 0.5}, extra={"dpo.beta": 0.2})
-    make_run(tmp_path / "d", acquisition="certainty", seed=0, win_rates={1: 0.9}, extra={"dpo.beta": 0.2})
+    make_run(
+        tmp_path / "a", acquisition="random", seed=0, win_rates={1: 0.6}, extra={"dpo.beta": 0.1}
+    )
+    make_run(
+        tmp_path / "b", acquisition="random", seed=1, win_rates={1: 0.7}, extra={"dpo.beta": 0.1}
+    )
+    make_run(
+        tmp_path / "c", acquisition="random", seed=0, win_rates={1: 0.5}, extra={"dpo.beta": 0.2}
+    )
+    make_run(
+        tmp_path / "d", acquisition="certainty", seed=0, win_rates={1: 0.9}, extra={"dpo.beta": 0.2}
+    )
     groups, by = load_runs([tmp_path])
     assert by == ["acquisition.name", "dpo.beta"]
     assert {s: len(r) for s, r in groups.items()} == {
-        "random (dpo.beta=0.1)": 2, "random (dpo.beta=0.2)": 1, "certainty (dpo.beta=0.2)": 1,
+        "random (dpo.beta=0.1)": 2,
+        "random (dpo.beta=0.2)": 1,
+        "certainty (dpo.beta=0.2)": 1,
     }
     # certainty is compared with the random runs of its own beta, not the other beta's
     assert random_references(groups)["certainty (dpo.beta=0.2)"] == "random (dpo.beta=0.2)"

@@ -8,6 +8,7 @@ differs between the runs (seed and output_dir excepted), so seeds of one strateg
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,10 +67,13 @@ class RunRecord:
         M = self.config.loop.query_size
         for round, row in sorted(self.metrics.items()):
             rate = row.get("eval/win_rate")
-            if round < 1 or rate is None or rate != rate:  # NaN: nothing judged
+            if round < 1 or rate is None or math.isnan(rate):  # NaN: nothing judged
                 continue
             size = row.get("label/total")
-            out[int(size) if size is not None else round * M] = (rate, row.get("eval/win_rate_stderr"))
+            out[int(size) if size is not None else round * M] = (
+                rate,
+                row.get("eval/win_rate_stderr"),
+            )
         return out
 
 
@@ -96,7 +100,11 @@ def discover_runs(paths: Iterable[str | Path]) -> list[Path]:
 
 def _inside_run(directory: Path, top: Path) -> bool:
     # A config.yaml inside a run dir's own subfolders (final_model/, checkpoints/) is not a run.
-    return any((parent / CONFIG_FILE).is_file() for parent in directory.parents if parent != top and top in parent.parents)
+    return any(
+        (parent / CONFIG_FILE).is_file()
+        for parent in directory.parents
+        if parent != top and top in parent.parents
+    )
 
 
 def load_run(path: Path) -> RunRecord:
@@ -123,7 +131,9 @@ def load_run(path: Path) -> RunRecord:
     complete = (path / FINAL_MODEL_DIR).is_dir() and all(
         rounds.get(r) == "evaluated" for r in range(1, num_rounds + 1)
     )
-    return RunRecord(path, directory.config, metrics, acquired, spend, labels, complete, unannotated=unannotated)
+    return RunRecord(
+        path, directory.config, metrics, acquired, spend, labels, complete, unannotated=unannotated
+    )
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -145,8 +155,10 @@ def group_runs(records: list[RunRecord]) -> tuple[dict[str, list[RunRecord]], li
     flat = [_flatten(r.config.model_dump(mode="json")) for r in records]
     keys = sorted({k for f in flat for k in f})
     differing = [
-        k for k in keys
-        if k not in UNGROUPED_KEYS and k != "acquisition.name"
+        k
+        for k in keys
+        if k not in UNGROUPED_KEYS
+        and k != "acquisition.name"
         and len({repr(f.get(k, "<absent>")) for f in flat}) > 1
     ]
     by = ["acquisition.name", *differing]
@@ -154,7 +166,9 @@ def group_runs(records: list[RunRecord]) -> tuple[dict[str, list[RunRecord]], li
     for record, f in zip(records, flat, strict=True):
         record.group_values = {k: f.get(k) for k in differing}
         extra = ", ".join(f"{k}={f.get(k)}" for k in differing)
-        record.strategy = f"{f['acquisition.name']} ({extra})" if extra else str(f["acquisition.name"])
+        record.strategy = (
+            f"{f['acquisition.name']} ({extra})" if extra else str(f["acquisition.name"])
+        )
         groups.setdefault(record.strategy, []).append(record)
     # The paper's order (random baseline first), then other strategies as their runs were given.
     rank = {name: i for i, name in enumerate(PAPER_ORDER)}
@@ -173,5 +187,7 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[dict[str, list[RunRecord]], 
         runs.sort(key=lambda r: (r.seed, str(r.path)))
         seeds = [r.seed for r in runs]
         if len(set(seeds)) < len(seeds):
-            logger.warning("Strategy %s has repeated seeds %s; each run counts once.", runs[0].strategy, seeds)
+            logger.warning(
+                "Strategy %s has repeated seeds %s; each run counts once.", runs[0].strategy, seeds
+            )
     return groups, by

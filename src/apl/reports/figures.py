@@ -68,12 +68,15 @@ def bt_histograms(groups: dict[str, list[RunRecord]]) -> list[Histogram]:
         for round in rounds:
             probs = np.array([a.oracle_prob for r in runs for a in r.acquired if a.round == round])
             low, high = probs[probs < 0.5], probs[probs > 0.5]
-            out.append(Histogram(
-                strategy, round,
-                np.histogram(low, bins=edges_low)[0],
-                np.histogram(high, bins=edges_high)[0],
-                int(np.sum(probs == 0.5)),
-            ))
+            out.append(
+                Histogram(
+                    strategy,
+                    round,
+                    np.histogram(low, bins=edges_low)[0],
+                    np.histogram(high, bins=edges_high)[0],
+                    int(np.sum(probs == 0.5)),
+                )
+            )
     return out
 
 
@@ -83,7 +86,9 @@ def plot_bt_histograms(hists: list[Histogram], path: Path) -> Path:
     strategies = list(dict.fromkeys(h.strategy for h in hists))
     rounds = sorted({h.round for h in hists})
     rows, cols = max(1, len(strategies)), max(1, len(rounds))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols + 1, 1.9 * rows + 0.6), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(2.2 * cols + 1, 1.9 * rows + 0.6), squeeze=False, sharex=True
+    )
     width = 0.5 / BINS_PER_SIDE
     centres_low = np.linspace(0.0, 0.5, BINS_PER_SIDE + 1)[:-1] + width / 2
     lookup = {(h.strategy, h.round): h for h in hists}
@@ -93,10 +98,20 @@ def plot_bt_histograms(hists: list[Histogram], path: Path) -> Path:
             h = lookup.get((strategy, round))
             if h is not None:
                 ax.bar(centres_low, h.incorrect, width=width, color="tab:red", label="incorrect")
-                ax.bar(centres_low + 0.5, h.correct, width=width, color="tab:green", label="correct")
+                ax.bar(
+                    centres_low + 0.5, h.correct, width=width, color="tab:green", label="correct"
+                )
                 if h.undecided:  # cold start: one grey bar at 0.5, between the two sides
                     ax.bar(0.5, h.undecided, width=width, color="tab:gray", label="at 0.5")
-                    ax.text(0.5, 0.92, f"{h.undecided} at 0.5", transform=ax.transAxes, ha="center", va="top", fontsize=7)
+                    ax.text(
+                        0.5,
+                        0.92,
+                        f"{h.undecided} at 0.5",
+                        transform=ax.transAxes,
+                        ha="center",
+                        va="top",
+                        fontsize=7,
+                    )
             ax.set_xlim(0, 1)
             ax.tick_params(labelsize=7)
             if i == 0:
@@ -119,10 +134,9 @@ def histogram_markdown(hists: list[Histogram]) -> str:
     for h in hists:
         decided = int(h.correct.sum() + h.incorrect.sum())
         share = "-" if decided == 0 else f"{h.correct.sum() / decided:.2f}"
-        wrong = int(h.incorrect[: int(round(0.2 / (0.5 / BINS_PER_SIDE)))].sum())
+        wrong = int(h.incorrect[: round(0.2 / (0.5 / BINS_PER_SIDE))].sum())
         lines.append(
             f"| {h.strategy} | {h.round} | {h.total} | {int(h.correct.sum())} ({share}) | "
             f"{int(h.incorrect.sum())} | {wrong} | {h.undecided} |"
         )
     return "\n".join(lines) + "\n"
-

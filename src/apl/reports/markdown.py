@@ -47,10 +47,16 @@ def _consistency_section(directory: Path, out_dir: Path) -> tuple[str, list[Path
             "`apl judge consistency`."
         )
     try:
-        results = [ConsistencyResult(**row) for row in json.loads(source.read_text(encoding="utf-8"))]
+        results = [
+            ConsistencyResult(**row) for row in json.loads(source.read_text(encoding="utf-8"))
+        ]
     except (ValueError, TypeError) as err:
-        raise DataError(f"--consistency {source} is not an `apl judge consistency` result: {err}") from None
-    text = "## Judge self-consistency (paper Figure 1)\n\nThe same pairs labelled twice per judge.\n\n"
+        raise DataError(
+            f"--consistency {source} is not an `apl judge consistency` result: {err}"
+        ) from None
+    text = (
+        "## Judge self-consistency (paper Figure 1)\n\nThe same pairs labelled twice per judge.\n\n"
+    )
     text += consistency_markdown(results)
     copied = []
     if (directory / "consistency.png").is_file():
@@ -63,24 +69,33 @@ def _describe(groups: dict[str, list[RunRecord]], by: list[str]) -> str:
     runs = [r for rs in groups.values() for r in rs]
     first = runs[0].config
     lines = [
-        f"{len(runs)} runs in {len(groups)} strategies, grouped by {', '.join(f'`{k}`' for k in by)}; "
-        "seeds are pooled. Win-rate is the policy's against the evaluation baseline "
-        f"(`evaluation.baseline={first.evaluation.baseline}`, task `{first.task.name}`) on "
-        f"`evaluation.num_prompts={first.evaluation.num_prompts}` held-out prompts, judged by "
-        f"`{first.oracle.name}`.",
+        (
+            f"{len(runs)} runs in {len(groups)} strategies, grouped by "
+            f"{', '.join(f'`{k}`' for k in by)}; seeds are pooled. Win-rate is the policy's "
+            f"against the evaluation baseline (`evaluation.baseline={first.evaluation.baseline}`, "
+            f"task `{first.task.name}`) on `evaluation.num_prompts="
+            f"{first.evaluation.num_prompts}` held-out prompts, judged by `{first.oracle.name}`."
+        ),
         "",
         "| strategy | seeds | runs complete |",
         "|---|---|---:|",
     ]
     for strategy, rs in groups.items():
-        lines.append(f"| {strategy} | {', '.join(str(r.seed) for r in rs)} | {sum(r.complete for r in rs)}/{len(rs)} |")
+        lines.append(
+            f"| {strategy} | {', '.join(str(r.seed) for r in rs)} | {sum(r.complete for r in rs)}/{len(rs)} |"
+        )
     incomplete = [str(r.path) for r in runs if not r.complete]
     if incomplete:
-        lines += ["", f"Incomplete runs (their evaluated rounds are included): {', '.join(incomplete)}."]
+        lines += [
+            "",
+            f"Incomplete runs (their evaluated rounds are included): {', '.join(incomplete)}.",
+        ]
     return "\n".join(lines) + "\n"
 
 
-def report_markdown(groups: dict[str, list[RunRecord]], by: list[str], out_dir: Path) -> tuple[str, list[Path]]:
+def report_markdown(
+    groups: dict[str, list[RunRecord]], by: list[str], out_dir: Path
+) -> tuple[str, list[Path]]:
     """Build the report text and write its figures and CSVs into `out_dir`."""
     points = aggregate(groups)
     files = write_csvs(groups, points, out_dir)
@@ -90,8 +105,10 @@ def report_markdown(groups: dict[str, list[RunRecord]], by: list[str], out_dir: 
         "# apl report\n",
         _describe(groups, by),
         "## Win-rate at each labelled-set size (paper Table 2)\n",
-        "Mean ± standard error (std with ddof=1 / sqrt(seeds)), seeds in brackets; the best mean "
-        "in each row is in bold.\n",
+        (
+            "Mean ± standard error (std with ddof=1 / sqrt(seeds)), seeds in brackets; the best "
+            "mean in each row is in bold.\n"
+        ),
         table2_markdown(points),
         "## Win-rate against labels acquired (paper Figure 2)\n",
         "![win-rate against labels](win_rate.png)\n",
@@ -100,9 +117,12 @@ def report_markdown(groups: dict[str, list[RunRecord]], by: list[str], out_dir: 
     efficiency = label_efficiency(points, random_references(groups))
     if efficiency:
         parts += [
-            "Labels random needs to reach each strategy's mean win-rate (linear interpolation on "
-            "random's mean curve), and that over the strategy's own labels: above 1x the strategy "
-            "saves labels. `<=`: at or below random's first size; `>`: random never gets there.\n",
+            (
+                "Labels random needs to reach each strategy's mean win-rate (linear interpolation "
+                "on random's mean curve), and that over the strategy's own labels: above 1x the "
+                "strategy saves labels. `<=`: at or below random's first size; `>`: random never "
+                "gets there.\n"
+            ),
             efficiency_markdown(efficiency),
         ]
     else:
@@ -111,15 +131,20 @@ def report_markdown(groups: dict[str, list[RunRecord]], by: list[str], out_dir: 
     if hists:
         files.append(plot_bt_histograms(hists, out_dir / "bt_histograms.png"))
         parts += [
-            "For each acquired pair with an A/B verdict: the probability the acquiring policy's "
-            "implicit reward model gave the oracle's choice, pooled over seeds. Green (> 0.5): the "
-            "model agreed with the oracle; red (< 0.5): it contradicted it, most confidently near 0. "
-            "Exactly 0.5 is a policy still equal to its reference (the first round's cold start).\n",
+            (
+                "For each acquired pair with an A/B verdict: the probability the acquiring "
+                "policy's implicit reward model gave the oracle's choice, pooled over seeds. Green "
+                "(> 0.5): the model agreed with the oracle; red (< 0.5): it contradicted it, most "
+                "confidently near 0. Exactly 0.5 is a policy still equal to its reference (the "
+                "first round's cold start).\n"
+            ),
             "![BT probability histograms](bt_histograms.png)\n",
             histogram_markdown(hists),
         ]
     else:
-        parts.append("No acquired pair carries `bt_prob` (acquisition ran with `annotate: false`).\n")
+        parts.append(
+            "No acquired pair carries `bt_prob` (acquisition ran with `annotate: false`).\n"
+        )
     parts += ["## Oracle spend\n", spend_markdown(groups)]
     return "\n".join(parts), files
 

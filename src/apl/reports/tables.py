@@ -110,12 +110,16 @@ def labels_to_reach(curve: list[Point], target: float) -> tuple[float, Literal["
             if i == 0:
                 return float(point.labels), "<="
             prev = curve[i - 1]  # prev.mean < target <= point.mean, so the slope is positive
-            x = prev.labels + (target - prev.mean) * (point.labels - prev.labels) / (point.mean - prev.mean)
+            x = prev.labels + (target - prev.mean) * (point.labels - prev.labels) / (
+                point.mean - prev.mean
+            )
             return float(x), "="
     return float(curve[-1].labels), ">"
 
 
-def label_efficiency(points: dict[str, list[Point]], references: dict[str, str]) -> list[Efficiency]:
+def label_efficiency(
+    points: dict[str, list[Point]], references: dict[str, str]
+) -> list[Efficiency]:
     """For each strategy with a random reference (`references[strategy]`) and size: the labels
     random needs to match it, and their ratio to the strategy's own labels."""
     out = []
@@ -133,9 +137,12 @@ def label_efficiency(points: dict[str, list[Point]], references: dict[str, str])
 
 def random_references(groups: dict[str, list[RunRecord]]) -> dict[str, str]:
     """Each strategy's random peer: the `random` group with the same non-acquisition settings."""
+
     def setting(runs: list[RunRecord]) -> tuple:
         values = runs[0].group_values
-        return tuple(sorted((k, repr(v)) for k, v in values.items() if not k.startswith("acquisition.")))
+        return tuple(
+            sorted((k, repr(v)) for k, v in values.items() if not k.startswith("acquisition."))
+        )
 
     randoms = {setting(r): s for s, r in groups.items() if r[0].config.acquisition.name == RANDOM}
     return {s: randoms[setting(r)] for s, r in groups.items() if setting(r) in randoms}
@@ -146,7 +153,10 @@ def efficiency_markdown(rows: list[Efficiency]) -> str:
     strategies = list(dict.fromkeys(r.strategy for r in rows))
     sizes = sorted({r.labels for r in rows})
     lookup = {(r.strategy, r.labels): r for r in rows}
-    lines = ["| strategy | " + " | ".join(str(s) for s in sizes) + " |", "|---|" + "---:|" * len(sizes)]
+    lines = [
+        "| strategy | " + " | ".join(str(s) for s in sizes) + " |",
+        "|---|" + "---:|" * len(sizes),
+    ]
     for s in strategies:
         cells = [lookup[(s, n)].text() if (s, n) in lookup else "-" for n in sizes]
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
@@ -165,11 +175,15 @@ def spend_markdown(groups: dict[str, list[RunRecord]]) -> str:
         calls = sum(r.spend.oracle_calls for r in runs)
         hits = sum(r.spend.cache_hits for r in runs)
         labels = sum(r.labels for r in runs)
-        lines.append(f"| {strategy} | {len(runs)} | {label:.4f} | {ev:.4f} | {label + ev:.4f} | {calls} | {hits} | {labels} |")
+        lines.append(
+            f"| {strategy} | {len(runs)} | {label:.4f} | {ev:.4f} | {label + ev:.4f} | {calls} | {hits} | {labels} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def write_csvs(groups: dict[str, list[RunRecord]], points: dict[str, list[Point]], out_dir: Path) -> list[Path]:
+def write_csvs(
+    groups: dict[str, list[RunRecord]], points: dict[str, list[Point]], out_dir: Path
+) -> list[Path]:
     """`aggregated.csv` (strategy x size: mean, stderr, seeds) and `runs.csv` (every run x round)."""
     aggregated, per_run = out_dir / "aggregated.csv", out_dir / "runs.csv"
     with aggregated.open("w", newline="", encoding="utf-8") as fh:

@@ -118,7 +118,9 @@ def _memory_bytes() -> int | None:
         return None
 
 
-def worker_slots(spec: SweepSpec, parallel: int | None, threads: int | None, todo: int) -> list[dict[str, str]]:
+def worker_slots(
+    spec: SweepSpec, parallel: int | None, threads: int | None, todo: int
+) -> list[dict[str, str]]:
     """One environment patch per concurrent worker: its GPU, or its share of the CPU threads."""
     if parallel is not None and parallel < 1:
         raise ConfigError(f"--parallel ({parallel}) must be >= 1.")
@@ -186,35 +188,68 @@ def _launch(item: PlannedRun, slots: queue.Queue[dict[str, str]]) -> RunOutcome:
     try:
         env = dict(os.environ) | slot
         with item.log_path.open("a", encoding="utf-8") as log:
-            log.write(f"# apl sweep {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(command)} {slot}\n")
+            log.write(
+                f"# apl sweep {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(command)} {slot}\n"
+            )
             log.flush()
-            logger.info("%s: %s (%s)", run.name, action, ", ".join(f"{k}={v}" for k, v in slot.items()))
-            code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env).returncode
+            logger.info(
+                "%s: %s (%s)", run.name, action, ", ".join(f"{k}={v}" for k, v in slot.items())
+            )
+            code = subprocess.run(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                check=False,
+            ).returncode
     finally:
         slots.put(slot)
     seconds = time.perf_counter() - start
     ok = code == 0 and is_complete(run.run_dir, run.config.loop.num_rounds)
     detail = "" if ok else _last_line(item.log_path)
     if not ok:
-        logger.error("%s failed (exit %s) after %.0f s: %s; see %s", run.name, code, seconds, detail, item.log_path)
+        logger.error(
+            "%s failed (exit %s) after %.0f s: %s; see %s",
+            run.name,
+            code,
+            seconds,
+            detail,
+            item.log_path,
+        )
     return RunOutcome(run.name, run.run_dir, action, ok, code, seconds, item.log_path, detail)
 
 
-def run_sweep(spec: SweepSpec, parallel: int | None = None, threads: int | None = None) -> SweepResult:
+def run_sweep(
+    spec: SweepSpec, parallel: int | None = None, threads: int | None = None
+) -> SweepResult:
     """Finish every run of `spec`: skip complete ones, resume incomplete ones, start new ones."""
     planned = plan_sweep(spec)
     todo = [p for p in planned if p.command is not None]
     outcomes: dict[str, RunOutcome] = {
         p.run.name: RunOutcome(p.run.name, p.run.run_dir, "skip", True, None, 0.0, p.log_path)
-        for p in planned if p.command is None
+        for p in planned
+        if p.command is None
     }
-    logger.info("Sweep %s: %d runs, %d complete (skipped), %d to run", spec.root, len(planned), len(outcomes), len(todo))
+    logger.info(
+        "Sweep %s: %d runs, %d complete (skipped), %d to run",
+        spec.root,
+        len(planned),
+        len(outcomes),
+        len(todo),
+    )
     if todo:
         slot_envs = worker_slots(spec, parallel, threads, len(todo))
         slots: queue.Queue[dict[str, str]] = queue.Queue()
         for slot in slot_envs:
             slots.put(slot)
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
         with progress, ThreadPoolExecutor(max_workers=len(slot_envs)) as pool:
             bar = progress.add_task(f"sweep ({len(slot_envs)} at a time)", total=len(todo))
             futures = {pool.submit(_launch, item, slots): item for item in todo}
@@ -224,7 +259,16 @@ def run_sweep(spec: SweepSpec, parallel: int | None = None, threads: int | None 
                 except OSError as err:  # could not write its config or log: report, go on
                     item = futures[future]
                     logger.error("%s could not start: %s", item.run.name, err)
-                    outcome = RunOutcome(item.run.name, item.run.run_dir, "run", False, None, 0.0, item.log_path, str(err))
+                    outcome = RunOutcome(
+                        item.run.name,
+                        item.run.run_dir,
+                        "run",
+                        False,
+                        None,
+                        0.0,
+                        item.log_path,
+                        str(err),
+                    )
                 outcomes[outcome.name] = outcome
                 progress.advance(bar)
     return SweepResult([outcomes[p.run.name] for p in planned])

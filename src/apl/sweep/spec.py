@@ -97,7 +97,9 @@ def _read_base(base: str | dict[str, Any], spec_dir: Path, source: str) -> dict[
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{source}: base config {path} is not valid YAML: {err}".splitlines()[0]) from None
+        raise ConfigError(
+            f"{source}: base config {path} is not valid YAML: {err}".splitlines()[0]
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: base config {path} must be a mapping of config sections.")
     return data
@@ -117,7 +119,9 @@ def build_sweep(
     seen: dict[str, dict[str, Any]] = {}
     for combo in itertools.product(*(grid[k] for k in keys)):
         values = dict(zip(keys, combo, strict=True))
-        data = apply_overrides(copy.deepcopy(base), [f"{k}={json.dumps(v)}" for k, v in values.items()])
+        data = apply_overrides(
+            copy.deepcopy(base), [f"{k}={json.dumps(v)}" for k, v in values.items()]
+        )
         data["output_dir"] = str(root / "_")
         where = f"{source} (grid point {values})" if values else source
         name = run_name(config_from_dict(data, source=where), values)
@@ -138,13 +142,17 @@ def load_sweep_spec(path: str | Path) -> SweepSpec:
     path = Path(path)
     source = str(path)
     if not path.is_file():
-        raise ConfigError(f"Sweep spec {path} does not exist; pass a YAML file with base, grid, output_dir.")
+        raise ConfigError(
+            f"Sweep spec {path} does not exist; pass a YAML file with base, grid, output_dir."
+        )
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ConfigError(f"Sweep spec {path} is not valid YAML: {err}".splitlines()[0]) from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"Sweep spec {path} must be a mapping with base, grid and output_dir keys.")
+        raise ConfigError(
+            f"Sweep spec {path} must be a mapping with base, grid and output_dir keys."
+        )
     try:
         spec = SweepFile.model_validate(raw)
     except ValidationError as err:
@@ -155,6 +163,8 @@ def load_sweep_spec(path: str | Path) -> SweepSpec:
                 f"{source}: unknown key {loc!r}; a sweep spec has base, grid, output_dir, parallel."
             ) from None
         shown = "" if isinstance(first.get("input"), dict) else f" ({first.get('input')!r})"
-        raise ConfigError(f"{source}: {loc}{shown}: {first['msg'].removeprefix('Value error, ')}") from None
+        raise ConfigError(
+            f"{source}: {loc}{shown}: {first['msg'].removeprefix('Value error, ')}"
+        ) from None
     base = _read_base(spec.base, path.parent, source)
     return build_sweep(base, spec.grid, spec.output_dir, spec.parallel, source)
