@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 RunState = Literal["new", "incomplete", "complete"]
 CONFIGS_DIR = ".sweep"  # resolved configs handed to `apl run --config`
 LOGS_DIR = "logs"  # one log per run, appended to on every attempt
-_MEMORY_PER_RUN = 2 * 1024**3  # rough RSS of one CPU run (torch + IMDB prompts), caps parallel
+_MEMORY_PER_RUN = 2 * 1024**3  # a default-size CPU run peaked at 1.3 GB RSS; caps parallel
 
 
 def is_complete(run_dir: Path, num_rounds: int) -> bool:
@@ -112,6 +112,13 @@ def visible_gpus(spec: SweepSpec) -> list[str]:
 
 
 def _memory_bytes() -> int | None:
+    """Memory available to new processes (MemAvailable counts reclaimable page cache)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
