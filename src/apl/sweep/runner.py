@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 RunState = Literal["new", "incomplete", "complete"]
 CONFIGS_DIR = ".sweep"  # resolved configs handed to `apl run --config`
 LOGS_DIR = "logs"  # one log per run, appended to on every attempt
-_MEMORY_PER_RUN = 2 * 1024**3  # a default-size CPU run peaked at 1.3 GB RSS; caps parallel
+_MEMORY_PER_RUN = 2 * 1024**3  # default-size CPU runs peaked at 1.3-1.9 GB RSS
 
 
 def is_complete(run_dir: Path, num_rounds: int) -> bool:
