@@ -66,6 +66,7 @@ def test_output_loads_through_auto_classes_and_matches_reported_loss(runs):
     assert (model.config.n_layer, model.config.n_embd, model.config.n_positions) == (2, 32, 64)
     assert model.config.eos_token_id == tokenizer.eos_token_id == tokenizer.pad_token_id
     assert len(tokenizer) == model.config.vocab_size == 384
+    assert tokenizer.model_max_length == 64 and tokenizer.padding_side == "left"
     val = validation_blocks(tokenizer, 64, 8)
     assert evaluate_loss(model, val) == pytest.approx(result.saved_val_loss, abs=1e-4)
     # bf16-saved weights cost little loss against the fp32 weights that trained

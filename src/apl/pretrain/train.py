@@ -251,6 +251,7 @@ def _save(model, tokenizer, out_dir: Path, config: PretrainConfig, val: torch.Te
     # the config): DPO's tiny updates need fp32 weights.
     model.config.dtype = torch.float32
     model.config.save_pretrained(out_dir)
+    tokenizer.model_max_length = config.n_positions  # callers truncate to what the model takes
     tokenizer.save_pretrained(out_dir)
     reloaded = AutoModelForCausalLM.from_pretrained(out_dir)
     return evaluate_loss(reloaded, val)
