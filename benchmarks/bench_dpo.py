@@ -10,9 +10,7 @@ may be shared, so each sees the same background load). Prints pairs/s and the ap
 
     python benchmarks/bench_dpo.py [--pairs 256] [--epochs 1] [--repeats 3] [--threads 2]
 
-`--calibrate --epochs 10 [--lrs 1e-6 1e-4 ...]` instead sweeps the learning rate on a sentiment
-task (chosen: a positive review's words, rejected: a negative one's) and prints held-out reward
-accuracy and loss per epoch, to pick DPO defaults for the small offline model.
+`benchmarks/calibrate_dpo.py` sweeps learning rates and epochs for the DPO defaults.
 """
 
 from __future__ import annotations
@@ -40,7 +38,7 @@ from bench_sampling import load_default_model  # noqa: E402
 def text_pairs(n: int, seed: int = 0, sentiment: bool = False) -> dict[str, list[str]]:
     """Prompts of 6-12 words from IMDB reviews; completions of 12-18 words from other reviews.
 
-    With `sentiment` (the calibration task) chosen comes from a positive train review and
+    With `sentiment` (calibrate_dpo.py's snippet task) chosen comes from a positive train review and
     rejected from a negative one; otherwise all three come from test reviews, in order.
     """
     from apl.data.imdb_reviews import load_imdb_reviews
@@ -63,48 +61,6 @@ def text_pairs(n: int, seed: int = 0, sentiment: bool = False) -> dict[str, list
             start = rng.randint(0, max(0, len(src) - 18))
             out[key].append(" " + " ".join(src[start : start + rng.randint(12, 18)]))
     return out
-
-
-def calibrate(base, tokenizer, desc: str, pairs: int, epochs: int, lrs: list[float]) -> None:
-    """Held-out DPO loss / reward accuracy per epoch for each learning rate, from one theta_0.
-
-    Half of `pairs` (by the trainer's own hash split) is held out; bf16, batch 64, beta 0.2.
-    """
-    from apl.config import DPOConfig
-    from apl.policy.reference import ReferenceModel
-    from apl.training.dpo_trainer import DPOTrainer
-    from apl.types import Completion, Preference, Prompt
-
-    data = text_pairs(pairs, seed=1, sentiment=True)
-
-    def completion(text: str) -> Completion:
-        return Completion(text, tuple(tokenizer(text, add_special_tokens=False)["input_ids"]))
-
-    prefs = [
-        Preference(Prompt(str(i), p), completion(c), completion(r))
-        for i, (p, c, r) in enumerate(zip(data["prompt"], data["chosen"], data["rejected"]))
-    ]
-    shown = [e for e in (1, 2, 3, 5, 10, 20, 50) if e <= epochs]
-    print(f"model: {desc}; {pairs} sentiment pairs, half held out; bf16, batch 64, beta 0.2")
-    print(
-        "lr        " + "".join(f"{'ep' + str(e) + ' acc/loss':>16}" for e in shown) + "   s/epoch"
-    )
-    for lr in lrs:
-        model = load_copy(base)
-        reference = ReferenceModel.from_policy(model, tokenizer, autocast_dtype=torch.bfloat16)
-        filled = reference.fill(prefs)
-        config = DPOConfig(learning_rate=lr, num_train_epochs=epochs, validation_fraction=0.5)
-        trainer = DPOTrainer(
-            model, tokenizer, config, reference=reference, autocast_dtype=torch.bfloat16
-        )
-        start = time.perf_counter()
-        history = trainer.train(filled)
-        per_epoch = (time.perf_counter() - start) / len(history)
-        cells = "".join(
-            f"{history[e - 1]['eval/rewards/accuracies']:>9.2f}/{history[e - 1]['eval/loss']:<6.3f}"
-            for e in shown
-        )
-        print(f"{lr:<10.0e}{cells}{per_epoch:>10.1f}")
 
 
 def trl_trainer(model, tokenizer, data, bf16: bool, epochs: int, out_dir: str):
@@ -217,14 +173,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1, help="epochs per timed run")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timed runs per peer")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--calibrate", action="store_true", help="learning-rate sweep instead")
-    parser.add_argument("--lrs", type=float, nargs="+", default=[1e-6, 1e-5, 1e-4, 3e-4, 1e-3])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     base, tokenizer, desc = load_default_model()
-    if args.calibrate:
-        return calibrate(base, tokenizer, desc, args.pairs, args.epochs, args.lrs)
     data = text_pairs(args.pairs)
     results = {}
     for name, autocast in (("fp32", None), ("bf16", torch.bfloat16)):
