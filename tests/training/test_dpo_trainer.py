@@ -100,6 +100,7 @@ def test_online_takes_one_step_on_the_newest_batch_only(tiny_model_and_tokenizer
     history = trainer.train(preferences, newest=newest)
     assert trainer.global_step == 1 and len(history) == 1
     assert trainer.reference.sequences_scored == 2 * len(newest)  # older labels untouched
+    assert trainer.train(preferences, newest=[]) == [] and trainer.global_step == 1  # no labels
     whole = build(other, tok, mode="online", per_device_train_batch_size=16)  # 1 micro-batch
     whole.train(preferences, newest=newest)
     for (name, p), q in zip(model.named_parameters(), other.parameters()):

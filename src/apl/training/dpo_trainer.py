@@ -157,12 +157,13 @@ class DPOTrainer:
         """Train one round as `config.mode` says; one metrics dict per epoch (online: one step).
 
         `preferences` is every label so far; `newest` the batch just labelled (online mode trains
-        on it alone and defaults it to `preferences`). Missing reference log-probs are filled first.
+        on it alone and defaults it to `preferences`; an empty batch takes no step). Missing
+        reference log-probs are filled first.
         """
         with self._seeded():
             if self.config.mode == "online":
-                rows = self._rows(list(newest) if newest is not None else list(preferences))
-                history = self._online(rows)
+                batch = list(newest) if newest is not None else list(preferences)
+                history = self._online(self._rows(batch)) if batch else []
             else:
                 if self.config.mode == "reset":
                     self.reset()
