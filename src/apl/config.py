@@ -99,7 +99,9 @@ class OracleConfig(ComponentConfig):
 class LoopConfig(StrictModel):
     """Algorithm 1's sizes: budget B, acquisition batch M, prompt pool S per round."""
 
-    label_budget: int = Field(256, ge=1)  # B: labels to buy over the whole run
+    # Offline defaults, sized so `apl run` on the shipped model finishes in ~4 minutes on 2 CPU
+    # cores (docs/RESULTS.md); the paper's are B 768, M 128, S 4000 (configs/paper_imdb.yaml).
+    label_budget: int = Field(512, ge=1)  # B: labels to buy over the whole run
     query_size: int = Field(64, ge=1)  # M: pairs labelled per round
     pool_size: int = Field(512, ge=1)  # S: fresh prompts sampled per round
 
@@ -124,17 +126,22 @@ class LoopConfig(StrictModel):
 
 
 class DPOConfig(StrictModel):
-    """DPO fine-tuning after each round (paper: beta 0.2, Adam lr 1e-6, batch 64)."""
+    """DPO fine-tuning after each round (paper: beta 0.2, Adam lr 1e-6, batch 64, 50 epochs).
+
+    The learning rate and epochs are calibrated for the shipped 5M-parameter model: at the
+    paper's lr 1e-6 it does not move in 50 epochs (docs/EPOCHS.md, benchmarks/calibrate_dpo.py).
+    Large models want the paper's values (configs/paper_imdb.yaml).
+    """
 
     mode: Literal["reset", "continue", "online"] = "reset"
     loss_type: Literal["sigmoid"] = "sigmoid"  # paper eq. 4; TRL's name for it
     beta: float = Field(0.2, gt=0)
-    learning_rate: float = Field(1e-6, gt=0)
+    learning_rate: float = Field(3e-4, gt=0)  # paper: 1e-6 (for 774M-805M parameters)
     weight_decay: float = Field(0.0, ge=0)  # 0: AdamW is the paper's plain Adam
     max_grad_norm: float | None = Field(None, gt=0)  # None: no clipping (the paper clips nothing)
     per_device_train_batch_size: int = Field(64, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
-    num_train_epochs: int = Field(50, ge=1)
+    num_train_epochs: int = Field(10, ge=1)  # paper: 50 (IMDB) / 70 (TLDR); see docs/EPOCHS.md
     max_steps: int = -1  # > 0 caps optimiser steps per round, overriding epochs
     max_length: int | None = None  # prompt + completion tokens; None = model context
     disable_dropout: bool = True
@@ -146,7 +153,7 @@ class DPOConfig(StrictModel):
 class EvaluationConfig(StrictModel):
     """Win-rate on held-out prompts, judged by the run's oracle."""
 
-    num_prompts: int = Field(128, ge=1)  # paper: 1024
+    num_prompts: int = Field(256, ge=1)  # paper: 1024; 256 gives a standard error of ~0.025
     temperature: float = Field(0.25, gt=0)
     # Labelled-set sizes after which to evaluate; None = after every round.
     waypoints: list[int] | None = None

@@ -26,6 +26,7 @@ from apl.loop.components import Components, build_components, derive_seed, round
 from apl.loop.evaluating import evaluate_round, is_waypoint, prepare_evaluation
 from apl.loop.labelling import label_round
 from apl.loop.progress import RunProgress
+from apl.memory import release_free_memory
 from apl.store.baseline_cache import BaselineCache
 from apl.store.fs import replace_dir_atomic, write_text_atomic
 from apl.store.ledger import Ledger
@@ -133,6 +134,7 @@ class ActiveLoop:
         )
         pairs = c.acquisition.acquire(prompts, TimedView(c.view, self.timer), config.loop.query_size, rng)
         self.ledger.save_candidates(round, pairs)
+        release_free_memory()
 
     def _train(self, round: int) -> dict[str, float]:
         preferences = self.ledger.preferences(up_to_round=round)

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from apl.config import DPOConfig
 from apl.errors import ConfigError
+from apl.memory import release_free_memory
 from apl.policy.batching import context_length, model_device
 from apl.policy.reference import ReferenceModel
 from apl.policy.scoring import sequence_logps
@@ -191,6 +192,7 @@ class DPOTrainer:
         self.best_epoch = None
         for epoch in range(1, cfg.num_train_epochs + 1):
             metrics, steps = self._epoch(loader, steps, max_steps)
+            release_free_memory()  # keeps peak RSS flat across epochs (see apl.memory)
             metrics["epoch"] = float(epoch)
             if val_loader is not None:
                 metrics.update({f"eval/{k}": v for k, v in self.evaluate(val_loader).items()})
@@ -275,6 +277,8 @@ class DPOTrainer:
             if self.accelerator.sync_gradients:
                 steps += 1
                 self.global_step += 1
+                if steps % 16 == 0:
+                    release_free_memory()  # long epochs too (see apl.memory)
                 if max_steps is not None and steps >= max_steps:
                     break
         metrics = _summarise(parts)
