@@ -68,11 +68,12 @@ class DPOTrainer:
             raise ConfigError(
                 "DPOTrainer: the model has no trainable parameters; unfreeze it or add LoRA."
             )
-        self._theta0 = _trainable_state(model)  # all weights, or just the LoRA adapter; on CPU
         optimizer = torch.optim.AdamW(
             params, lr=config.learning_rate, weight_decay=config.weight_decay
         )
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        # All weights or just the LoRA adapter, on CPU; taken after DDP broadcast rank 0's copy.
+        self._theta0 = _trainable_state(self._unwrapped())
         self._fresh_optimizer = copy.deepcopy(self.optimizer.state_dict())
         self.rounds_trained = 0
         self.global_step = 0
