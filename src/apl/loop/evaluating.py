@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from apl.config import APLConfig
 from apl.evaluation.win_rate import WinRate, choose_eval_prompts, evaluate
@@ -10,6 +11,7 @@ from apl.loop.components import Components, derive_seed, torch_generator
 from apl.oracles import JudgeRequest
 from apl.policy.sampling import sample_completions
 from apl.store.baseline_cache import BaselineCache, baseline_identity
+from apl.store.fs import ensure_free_space
 from apl.store.ledger import Ledger
 from apl.types import Completion, Prompt
 
@@ -74,7 +76,9 @@ def prepare_evaluation(components: Components, ledger: Ledger, baselines: Baseli
     ledger.save_baseline({p.uid: completions[p.uid] for p in prompts})
 
 
-def evaluate_round(components: Components, ledger: Ledger, round: int) -> WinRate:
+def evaluate_round(
+    components: Components, ledger: Ledger, round: int, storage: tuple[Path, ...] = ()
+) -> WinRate:
     """Win-rate of the policy after `round`; completions and verdicts are stored as they come."""
     config = components.config
     prompts = ledger.eval_prompts()
@@ -84,11 +88,16 @@ def evaluate_round(components: Components, ledger: Ledger, round: int) -> WinRat
         ledger.save_eval_completions(round, {p.uid: c for p, c in zip(prompts, made, strict=True)})
         held = ledger.eval_completions(round)
     baseline = ledger.baseline()
+
+    def judge_batch(requests: list[JudgeRequest]) -> list:
+        ensure_free_space(*storage)  # before paying: each verdict must have somewhere to go
+        return components.oracle.judge_batch(requests)
+
     result = evaluate(
         prompts,
         [held[p.uid].text for p in prompts],
         [baseline[p.uid].text for p in prompts],
-        components.oracle.judge_batch,
+        judge_batch,
         JudgeRequest,
         held=ledger.eval_verdicts(round),
         on_judged=lambda new: ledger.record_eval_verdicts(round, new),

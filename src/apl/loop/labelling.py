@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from apl.errors import APLError
 from apl.oracles import JudgeRequest, Oracle
+from apl.store.fs import ensure_free_space
 from apl.store.ledger import Candidate, Ledger
 from apl.types import Judgement, Verdict
 
@@ -37,6 +39,7 @@ def label_round(
     candidates: list[Candidate],
     query_size: int,
     on_progress: Callable[[int], None] | None = None,
+    storage: tuple[Path, ...] = (),
 ) -> LabelStats:
     """Walk candidates in rank order until `query_size` usable verdicts are held.
 
@@ -44,7 +47,8 @@ def label_round(
     is committed the moment its batch returns, and a judge error (budget, API failure) first
     commits every judgement it completed. Because each step asks for exactly the number of
     labels still missing, the labelled set is the shortest rank prefix holding `query_size`
-    usable verdicts, whether or not the run was interrupted.
+    usable verdicts, whether or not the run was interrupted. `storage` lists the directories
+    (run dir, judgement cache) whose disks must have room before each call is paid for.
     """
     held = {c.id: j for c, j in ((c, ledger.verdict_for(c.id)) for c in candidates) if j}
     usable = sum(j.verdict in USABLE for j in held.values())
@@ -62,6 +66,7 @@ def label_round(
         step = max(1, oracle.concurrency)
         for start in range(0, len(todo), step):
             chunk = todo[start : start + step]
+            ensure_free_space(*storage)  # before paying: a verdict must have somewhere to go
             try:
                 judgements = oracle.judge_batch([_request(c) for c in chunk])
             except APLError as err:

@@ -119,6 +119,10 @@ class ActiveLoop:
             "save a checkpoint to",
         )
 
+    def _storage(self) -> tuple[Path, ...]:
+        """Where paid verdicts are written: the run dir and the judgement cache."""
+        return (self.run_dir.path, self.c.judgement_cache.path)
+
     # --- one round ---------------------------------------------------------------------------
     def _acquire(self, round: int) -> None:
         config, c = self.config, self.c
@@ -159,7 +163,8 @@ class ActiveLoop:
             progress.phase(round, "labelling")
             with self.timer.time("label"):
                 stats = label_round(
-                    ledger, self.c.oracle, ledger.candidates(round), M, on_progress=progress.labels
+                    ledger, self.c.oracle, ledger.candidates(round), M,
+                    on_progress=progress.labels, storage=self._storage(),
                 )
             ledger.log_metrics(round, {
                 "label/usable": stats.usable, "label/asked": stats.asked,
@@ -179,7 +184,7 @@ class ActiveLoop:
             if is_waypoint(config, round * M, round):
                 progress.phase(round, "evaluating")
                 with self.timer.time("evaluate"):
-                    result = evaluate_round(self.c, ledger, round)
+                    result = evaluate_round(self.c, ledger, round, storage=self._storage())
                 ledger.log_metrics(round, result.as_metrics())
                 logger.info(
                     "Round %d/%d: %d labels, win-rate %.3f ± %.3f (n=%d, %d invalid)",

@@ -156,3 +156,24 @@ def remove_leftovers(parent: Path, name: str) -> None:
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink(missing_ok=True)
+
+
+# Room needed before buying a label: a verdict row plus SQLite's journal is a few kB, so this
+# is a wide margin. Checked *before* a judge call, because once paid, a verdict that cannot be
+# written anywhere would be lost.
+MIN_FREE_BYTES = 32 * 1024 * 1024
+
+
+def ensure_free_space(*paths: str | Path, min_bytes: int = MIN_FREE_BYTES) -> None:
+    """Raise RunStoreError if the disk holding any of `paths` has less than `min_bytes` free."""
+    for path in paths:
+        probe = Path(path)
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        free = shutil.disk_usage(probe).free
+        if free < min_bytes:
+            raise RunStoreError(
+                f"Only {free // 2**20} MB free on the disk holding {path}; nothing more is bought "
+                f"until at least {min_bytes // 2**20} MB are free. Free some space, then "
+                "`apl resume` (every label bought so far is stored)."
+            )
