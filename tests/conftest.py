@@ -10,7 +10,9 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# The test models are tiny: their ops gain nothing from a second thread, and two threads
+# spin-waiting on each other made a step 5-50x slower whenever the machine was busy (measured).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

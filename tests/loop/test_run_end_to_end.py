@@ -107,3 +107,10 @@ def test_bad_input_from_a_real_process(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "error: Unknown acquisition 'bald'. Available: certainty, entropy, hybrid, random."
     ]
+
+
+def test_refuses_to_run_under_a_multi_process_launcher(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = CliRunner().invoke(app, ["run", f"output_dir={tmp_path / 'run'}"])
+    assert result.exit_code == 2
+    assert "WORLD_SIZE is 2" in result.output and not (tmp_path / "run").exists()

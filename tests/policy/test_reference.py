@@ -16,15 +16,6 @@ TEXTS = ["A quiet film about", "The plot was", "I laughed at"]
 ENDINGS = [" two brothers and a farm.", " thin but the cast is great", " every single joke, twice"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: tiny-model ops gain nothing from two, and lose much on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def direct_logp(model, prompt_ids, completion_ids) -> float:
     """Sum of log p(token | prefix) over the completion, one unpadded sequence at a time."""
     ids = torch.tensor([list(prompt_ids) + list(completion_ids)])

@@ -31,15 +31,6 @@ class FullLogitsOnly(torch.nn.Module):
                           position_ids=position_ids, use_cache=use_cache)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is ~5x faster than two on a busy shared 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture()
 def pairs():
     """Ten (prompt, completion) pairs of mixed lengths (prompts 1..19, completions 1..13 tokens)."""

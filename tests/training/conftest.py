@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 
 import pytest
-import torch
 
 from apl.types import Completion, Preference, Prompt
 
@@ -45,11 +44,3 @@ def preferences(tiny_model_and_tokenizer) -> list[Preference]:
     return make_preferences(tiny_model_and_tokenizer[1], 24)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run on one thread: the tiny model's ops are too small to split, and on a busy shared
-    machine two threads spin-waiting on each other made a step ~50x slower (measured)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

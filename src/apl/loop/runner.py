@@ -10,6 +10,7 @@ seeded by (seed, purpose, round), so a resumed run makes the same choices as an 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -231,6 +232,12 @@ def run_active_learning(
     built, so a bad option never leaves behind a run directory that blocks the fixed rerun.
     """
     config = run_dir.config if isinstance(run_dir, RunDir) else run_dir
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(
+            f"apl run is one process (WORLD_SIZE is {os.environ['WORLD_SIZE']}): under "
+            "`accelerate launch` every rank would sample, pay the judge and write the ledger. "
+            "Start it with plain `apl run`; see docs/DISTRIBUTED.md for multi-device DPO."
+        )
     components = build_components(config, cache_dir=cache_dir)
     try:
         if not isinstance(run_dir, RunDir):
