@@ -1,33 +1,45 @@
 """Completions/s: apl's KV-cache sampler against `model.generate`, same model/prompts/settings.
 
 Peers, measured interleaved in one run (median of --repeats after a warm-up):
-  generate:       `model.generate(do_sample=True, temperature, top_k=0, top_p=1, max_new_tokens=N)`
-                  on left-padded prompts (its default DynamicCache); rows stop at EOS in both;
-  apl:            `sample_completions` with min=max=N new tokens (its preallocated KV cache);
-  apl dynamic:    the same with transformers' DynamicCache, to show what preallocation buys.
+  generate:        `model.generate(do_sample=True, temperature, top_k=0, top_p=1, max_new_tokens=N)`
+                   on left-padded prompts, the model's own attention (SDPA) and DynamicCache;
+  generate eager:  the same with the model switched to eager attention (what apl's decode
+                   steps use), to show that this setting alone does not close the gap;
+  apl:             `sample_completions` with min=max=N new tokens (fixed-shape decode steps);
+  apl compiled:    the same with `compile=True` (timed after its first call; the first call,
+                   compile included, from an empty inductor cache is printed apart);
+  apl dynamic:     apl's fallback decoder (DynamicCache, 2D masks, the model's attention);
+  apl <rev>:       with --baseline REV, apl's sampler as it was at git revision REV.
 fp32 and bf16 autocast, for each batch size. Then the paper's IMDB setting (64 prompts x 2
 samples, T=0.7, 16-24 new tokens per completion; `generate` samples 24 and would be cut).
 Prints completions/s and ratios against generate.
 
     python benchmarks/bench_sampling.py [--batch-sizes 64 256] [--new-tokens 48] [--repeats 5]
+        [--threads 1] [--baseline e96e839]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import random
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# An empty inductor cache, so the printed compile time is what a fresh machine pays.
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="apl-bench-inductor-"))
 
-import torch  # noqa: E402
+import torch
 
-ASSET = Path(__file__).resolve().parents[1] / "src" / "apl" / "assets" / "imdb-gpt2"
+ROOT = Path(__file__).resolve().parents[1]
+ASSET = ROOT / "src" / "apl" / "assets" / "imdb-gpt2"
 
 
 def load_default_model():
@@ -59,6 +71,24 @@ def imdb_prompts(tokenizer, n: int, seed: int = 0) -> list[list[int]]:
     return [ids[: rng.randint(8, 16)] for ids in encode_prompts(tokenizer, reviews)]
 
 
+def sampler_at(rev: str):
+    """apl's `sampling` module as it was at git revision `rev` (with that revision's helpers)."""
+    package = Path(tempfile.mkdtemp(prefix="apl-baseline-")) / "_apl_baseline"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in ("sampling", "batching", "decoding"):
+        show = subprocess.run(
+            ["git", "-C", str(ROOT), "show", f"{rev}:src/apl/policy/{name}.py"],
+            capture_output=True, text=True, check=False,
+        )
+        if show.returncode == 0:  # decoding.py did not exist before the fixed-shape decoder
+            source = show.stdout.replace("apl.policy.batching", "_apl_baseline.batching")
+            source = source.replace("apl.policy.decoding", "_apl_baseline.decoding")
+            (package / f"{name}.py").write_text(source)
+    sys.path.insert(0, str(package.parent))
+    return importlib.import_module("_apl_baseline.sampling")
+
+
 def median_time(fns: dict, repeats: int) -> dict[str, float]:
     """Median seconds per call of each function, run interleaved after one warm-up each."""
     for fn in fns.values():
@@ -80,41 +110,51 @@ def machine_note() -> str:
     )
 
 
-def _generate_fn(model, tokenizer, prompts, new_tokens, temperature, dtype, num_samples=1):
+def _generate_fn(model, tokenizer, prompts, new_tokens, temperature, dtype, num_samples=1,
+                 attention=None):
     from apl.policy.batching import autocast_context, left_pad
 
     ids, mask, _ = left_pad(prompts, tokenizer.pad_token_id)
 
     def run():
-        with torch.no_grad(), autocast_context(ids.device, dtype):
-            model.generate(
-                input_ids=ids, attention_mask=mask, do_sample=True, temperature=temperature,
-                top_k=0, top_p=1.0, max_new_tokens=new_tokens, num_return_sequences=num_samples,
-                pad_token_id=tokenizer.pad_token_id,
-            )
+        previous = model.config._attn_implementation
+        if attention is not None:
+            model.config._attn_implementation = attention
+        try:
+            with torch.no_grad(), autocast_context(ids.device, dtype):
+                model.generate(
+                    input_ids=ids, attention_mask=mask, do_sample=True, temperature=temperature,
+                    top_k=0, top_p=1.0, max_new_tokens=new_tokens,
+                    num_return_sequences=num_samples, pad_token_id=tokenizer.pad_token_id,
+                )
+        finally:
+            model.config._attn_implementation = previous
 
     return run
 
 
-def _apl_fn(model, tokenizer, prompts, lengths, temperature, dtype, cache, num_samples=1):
-    from transformers import DynamicCache
+def _apl_fn(model, tokenizer, prompts, lengths, temperature, dtype, num_samples=1,
+            sampling=None, **kwargs):
+    from apl.policy import decoding
 
-    from apl.policy import sampling
-    from apl.policy.batching import new_kv_cache
+    if sampling is None:
+        from apl.policy import sampling
+    dynamic = kwargs.pop("dynamic", False)
+    supports = decoding.supports_slot_decoding
 
     def run():
-        # "dynamic" swaps apl's preallocated cache for transformers' default DynamicCache.
-        if cache == "dynamic":
-            sampling.new_kv_cache = lambda model, max_len: DynamicCache(config=model.config)
+        # "dynamic" makes apl take its fallback decoder, as for a sliding-window model.
+        if dynamic:
+            decoding.supports_slot_decoding = lambda model: False
         try:
             sampling.sample_completions(
                 model, tokenizer, prompts, num_samples=num_samples, temperature=temperature,
                 min_new_tokens=lengths[0], max_new_tokens=lengths[1],
                 batch_size=len(prompts) * num_samples,
-                generator=torch.Generator().manual_seed(0), autocast_dtype=dtype,
+                generator=torch.Generator().manual_seed(0), autocast_dtype=dtype, **kwargs,
             )
         finally:
-            sampling.new_kv_cache = new_kv_cache
+            decoding.supports_slot_decoding = supports
 
     return run
 
@@ -123,46 +163,64 @@ def _report(label: str, completions: int, secs: dict[str, float]) -> None:
     rate = {k: completions / v for k, v in secs.items()}
     cells = ", ".join(f"{k} {v:6.1f}/s" for k, v in rate.items())
     ratios = ", ".join(
-        f"{k} / generate {v / rate['generate']:.2f}x" for k, v in rate.items() if k != "generate"
+        f"{k} {v / rate['generate']:.2f}x" for k, v in rate.items() if k != "generate"
     )
-    print(f"{label}: {cells} | {ratios}", flush=True)
+    print(f"{label}: {cells} | vs generate: {ratios}", flush=True)
+
+
+def _peers(model, tokenizer, prompts, lengths, t, dtype, samples, baseline):
+    """The functions timed side by side for one setting."""
+    fns = {
+        "generate": _generate_fn(model, tokenizer, prompts, lengths[1], t, dtype, samples),
+        "generate eager": _generate_fn(
+            model, tokenizer, prompts, lengths[1], t, dtype, samples, attention="eager"
+        ),
+        "apl": _apl_fn(model, tokenizer, prompts, lengths, t, dtype, samples),
+        "apl compiled": _apl_fn(model, tokenizer, prompts, lengths, t, dtype, samples,
+                                compile=True),
+        "apl dynamic": _apl_fn(model, tokenizer, prompts, lengths, t, dtype, samples,
+                               dynamic=True),
+    }
+    if baseline is not None:
+        fns[f"apl {baseline[0]}"] = _apl_fn(
+            model, tokenizer, prompts, lengths, t, dtype, samples, sampling=baseline[1]
+        )
+    return fns
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the comparison and print one line per (batch size, dtype)."""
+    """Run the comparison and print one line per (setting, dtype)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--batch-sizes", type=int, nargs="*", default=[64])
     parser.add_argument("--new-tokens", type=int, default=48)
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--repeats", type=int, default=5)
     # One thread: on a shared 2-core box two intra-op threads stall each other; 2 when quiet.
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--baseline", default=None, help="git revision of apl to time as well")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model, tokenizer, what = load_default_model()
+    baseline = (args.baseline, sampler_at(args.baseline)) if args.baseline else None
     print(f"model: {what}; {machine_note()}")
-    print(f"{args.new_tokens} new tokens, T={args.temperature}, top_k=0, top_p=1, "
-          f"median of {args.repeats}")
+    print(f"T={args.temperature}, top_k=0, top_p=1, median of {args.repeats}")
     dtypes = (("fp32", None), ("bf16", torch.bfloat16))
-    for batch in args.batch_sizes:
-        prompts = imdb_prompts(tokenizer, batch)
-        n, t = args.new_tokens, args.temperature
-        for name, dtype in dtypes:
-            fns = {
-                "generate": _generate_fn(model, tokenizer, prompts, n, t, dtype),
-                "apl": _apl_fn(model, tokenizer, prompts, (n, n), t, dtype, "preallocated"),
-                "apl dynamic": _apl_fn(model, tokenizer, prompts, (n, n), t, dtype, "dynamic"),
-            }
-            _report(f"batch {batch:4d} {name}", batch, median_time(fns, args.repeats))
     # The paper's IMDB setting: 64 prompts x 2 samples, 16-24 new tokens drawn per completion.
     # `generate` has one length per call, so it samples 24 and the caller cuts each completion.
-    prompts = imdb_prompts(tokenizer, 64)
-    for name, dtype in dtypes:
-        fns = {
-            "generate": _generate_fn(model, tokenizer, prompts, 24, 0.7, dtype, num_samples=2),
-            "apl": _apl_fn(model, tokenizer, prompts, (16, 24), 0.7, dtype, "preallocated", 2),
-        }
-        _report(f"paper 64x2, 16-24 tokens {name}", 128, median_time(fns, args.repeats))
+    settings = [("paper 64x2, 16-24 tokens", 64, 2, (16, 24))]
+    n = args.new_tokens
+    settings += [(f"batch {b}, {n} tokens", b, 1, (n, n)) for b in args.batch_sizes]
+    for label, prompts_n, samples, lengths in settings:
+        prompts = imdb_prompts(tokenizer, prompts_n)
+        for name, dtype in dtypes:
+            peers = _peers(model, tokenizer, prompts, lengths, args.temperature, dtype, samples,
+                           baseline)
+            start = time.perf_counter()
+            peers["apl compiled"]()
+            first = time.perf_counter() - start
+            print(f"{label} {name}: apl compiled first call {first:.1f} s (compiles when new)")
+            secs = median_time(peers, args.repeats)
+            _report(f"{label} {name}", prompts_n * samples, secs)
     print(f"done; {machine_note()}")
 
 

@@ -1,13 +1,23 @@
-"""sample_completions: untempered log-probs, left padding, EOS, lengths, determinism, limits."""
+"""sample_completions: untempered log-probs, left padding, EOS, lengths, determinism, limits,
+the fixed-shape and fallback decoders, compiled decode steps and their fallback."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import (
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+)
 
 from apl.errors import ConfigError
-from apl.policy.sampling import draw_tokens, encode_prompts, sample_completions
+from apl.policy import decoding
+from apl.policy.decoding import supports_slot_decoding
+from apl.policy.sampling import draw_tokens, encode_prompts, inverse_cdf, sample_completions
 
 
 def direct_logp(model, prompt, completion, temperature: float = 1.0) -> float:
@@ -69,7 +79,7 @@ def test_batched_equals_one_prompt_at_a_time(tiny_model_and_tokenizer, prompts):
     # Near-greedy sampling makes tokens a function of the logits alone, whatever the RNG stream:
     # the left-padded batch must then produce the same tokens and log-probs as single prompts.
     model, tok = tiny_model_and_tokenizer
-    kw = dict(num_samples=1, temperature=1e-4, min_new_tokens=12, max_new_tokens=12)
+    kw = {"num_samples": 1, "temperature": 1e-4, "min_new_tokens": 12, "max_new_tokens": 12}
     batched = sample_completions(model, tok, prompts, batch_size=6, **kw)
     for prompt, [b] in zip(prompts, batched, strict=True):
         [[single]] = sample_completions(model, tok, [prompt], batch_size=1, **kw)
@@ -189,19 +199,85 @@ def test_bf16_autocast_and_train_mode_restored(tiny_model_and_tokenizer, prompts
             assert c.logp == pytest.approx(want, abs=0.05 * len(c.token_ids))
 
 
-@pytest.mark.parametrize("arch", ["llama", "gpt_neox"])
-def test_other_architectures(arch, tiny_model_and_tokenizer, prompts):
-    _, tok = tiny_model_and_tokenizer
-    common = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=2, max_position_embeddings=128, bos_token_id=tok.bos_token_id,
-                  eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+def tiny(arch: str, tok):
+    """A 2-layer width-32 Llama, GPT-NeoX or sliding-window Mistral on the test tokenizer."""
+    common = {
+        "vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64,
+        "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 128,
+        "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
     torch.manual_seed(0)
     if arch == "llama":
-        model = LlamaForCausalLM(LlamaConfig(num_key_value_heads=1, **common)).eval()
-    else:
-        model = GPTNeoXForCausalLM(GPTNeoXConfig(rotary_pct=0.5, **common)).eval()
+        return LlamaForCausalLM(LlamaConfig(num_key_value_heads=1, **common)).eval()
+    if arch == "mistral":  # window 8 < prompt + completion: its cache layers slide
+        return MistralForCausalLM(MistralConfig(num_key_value_heads=1, sliding_window=8,
+                                                **common)).eval()
+    return GPTNeoXForCausalLM(GPTNeoXConfig(rotary_pct=0.5, **common)).eval()
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt_neox", "mistral"])
+def test_other_architectures(arch, tiny_model_and_tokenizer, prompts):
+    _, tok = tiny_model_and_tokenizer
+    model = tiny(arch, tok)
+    # Full-attention models decode with fixed shapes; sliding windows fall back to DynamicCache.
+    assert supports_slot_decoding(model) == (arch != "mistral")
     out = sample_completions(model, tok, prompts, num_samples=2, batch_size=4,
                              generator=torch.Generator().manual_seed(6))
     for p, row in zip(prompts, out, strict=True):
         for c in row:
             assert c.logp == pytest.approx(direct_logp(model, p, c.token_ids), abs=1e-4)
+    assert model.config._attn_implementation == "sdpa"  # decode's eager attention was undone
+
+
+def test_inverse_cdf_never_picks_zero_weight_tokens():
+    # 300 tokens (not a multiple of the 128-token block): mass only on tokens 5 and 131.
+    weights = torch.zeros(4, 300)
+    weights[:, 5], weights[:, 131] = 1.0, 3.0
+    u = torch.tensor([[0.0], [0.2499], [0.2501], [1 - 2**-24]])
+    assert inverse_cdf(weights, u).tolist() == [5, 5, 131, 131]
+    # A block whose share rounds to the whole total must not spill into zero-weight tokens.
+    weights = torch.zeros(1, 256)
+    weights[0, 127] = 1e-30
+    weights[0, 0] = 1.0
+    assert inverse_cdf(weights, torch.tensor([[1 - 2**-24]])).tolist() in ([0], [127])
+
+
+@pytest.mark.slow  # compiling the decode step from a cold inductor cache: ~30 s on 2 busy cores
+def test_compiled_decoding_matches_uncompiled(tiny_model_and_tokenizer, prompts):
+    model, tok = tiny_model_and_tokenizer
+    kw = {"num_samples": 2, "batch_size": 5, "min_new_tokens": 4, "max_new_tokens": 10}
+    plain = sample_completions(model, tok, prompts, generator=torch.Generator().manual_seed(9),
+                               **kw)
+    compiled = sample_completions(model, tok, prompts, compile=True,
+                                  generator=torch.Generator().manual_seed(9), **kw)
+    assert not decoding.FORWARD_STEP.failed
+    for p, row, want in zip(prompts, compiled, plain, strict=True):
+        assert [c.token_ids for c in row] == [c.token_ids for c in want]
+        for c in row:
+            assert c.logp == pytest.approx(direct_logp(model, p, c.token_ids), abs=1e-4)
+
+
+def test_compile_failure_falls_back_and_warns_once(tiny_model_and_tokenizer, prompts,
+                                                   monkeypatch, caplog):
+    # A real failure: inductor cannot find its C++ compiler (and may not reuse cached kernels).
+    import torch._inductor.config as inductor_config
+
+    model, tok = tiny_model_and_tokenizer
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/c++",))
+    monkeypatch.setattr(inductor_config, "fx_graph_cache", False)
+    monkeypatch.setattr(decoding, "FORWARD_STEP", decoding.MaybeCompiled(decoding.forward_step))
+    torch._dynamo.reset()
+    kw = {"num_samples": 2, "min_new_tokens": 6, "max_new_tokens": 6}
+    want = sample_completions(model, tok, prompts[:3], generator=torch.Generator().manual_seed(4),
+                              **kw)
+    for _ in range(2):
+        got = sample_completions(model, tok, prompts[:3], compile=True,
+                                 generator=torch.Generator().manual_seed(4), **kw)
+        assert [[c.token_ids for c in row] for row in got] == [
+            [c.token_ids for c in row] for row in want
+        ]
+    torch._dynamo.reset()
+    assert decoding.FORWARD_STEP.failed
+    warnings = [r for r in caplog.records if "torch.compile of forward_step failed" in r.message]
+    assert len(warnings) == 1

@@ -1,12 +1,12 @@
 """KV-cache sampler: k completions per prompt, with their log-probs under the untempered policy.
 
-Any Hugging Face causal LM works: the loop calls the model's own forward with an attention
-mask, explicit position ids (prompts are left-padded) and a transformers Cache whose layers
-write into preallocated buffers (no `torch.cat` per step). Each prompt is prefilled once and
-its cache repeated for its k samples; finished rows leave the batch. Tokens are drawn by
-inverse-CDF sampling (cumulative sum + searchsorted, one uniform per row): several times
-faster than `torch.multinomial` on CPU, and the same distribution (temperature, top_k=0,
-top_p=1). Prompts are never cut: one too long for the context raises ConfigError.
+Any Hugging Face causal LM works: each prompt is prefilled once and its cache repeated for
+its k samples; finished rows leave the batch; decode steps run through `decoding.py` (fixed
+shapes over preallocated KV buffers and the model's eager attention where the model allows,
+optionally `torch.compile`d; else a DynamicCache). Tokens are drawn by a two-level inverse CDF
+(block sums, then one block's cumulative sum; one uniform per row): many times faster than
+`torch.multinomial` on CPU, and the same distribution (temperature, top_k=0, top_p=1).
+Prompts are never cut: one too long for the context raises ConfigError.
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ import torch
 
 from apl.errors import ConfigError
 from apl.policy.batching import (
-    accepts_logits_to_keep,
     autocast_context,
     context_length,
     left_pad,
     length_sorted_batches,
     model_device,
-    new_kv_cache,
 )
+from apl.policy.decoding import MaybeCompiled, mark_dynamic, new_decoder
 from apl.types import Completion
 
 logger = logging.getLogger(__name__)
@@ -59,16 +58,55 @@ def eos_token_ids(model, tokenizer) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def draw_tokens(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One token per row of `probs` [B, V] (need not sum to 1), by inverse-CDF sampling."""
-    cdf = probs.cumsum(-1)
-    rand_device = generator.device if generator is not None else probs.device
-    u = torch.rand((probs.shape[0], 1), generator=generator, device=rand_device).to(probs.device)
-    # First index whose cumulative mass exceeds u: zero-probability tokens are never picked.
-    tokens = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)
-    return tokens.clamp_max(probs.shape[-1] - 1).squeeze(-1)
+def draw_tokens(weights: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token per row of `weights` [B, V] (non-negative, need not sum to 1), by inverse CDF."""
+    return inverse_cdf(weights, _uniforms(weights.shape[0], weights.device, generator))
 
 
+def _uniforms(rows: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+    """[rows, 1] uniforms in [0, 1) from `generator` (on its own device), moved to `device`."""
+    rand_device = generator.device if generator is not None else device
+    return torch.rand((rows, 1), generator=generator, device=rand_device).to(device)
+
+
+CDF_BLOCK = 128  # vocabulary block of the two-level inverse CDF
+
+
+def inverse_cdf(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Per row, the first token whose cumulative weight exceeds u [B, 1] times the row's total.
+
+    Two levels (block sums, then one block's cumsum): a cumsum over the whole vocabulary was
+    the costliest op of a sampling step. Zero-weight tokens are never picked: the target is
+    kept strictly below each level's total, so the chosen entry is where the sum increases.
+    """
+    rows, vocab = weights.shape
+    if vocab % CDF_BLOCK:
+        weights = torch.nn.functional.pad(weights, (0, CDF_BLOCK - vocab % CDF_BLOCK))
+    blocks = weights.view(rows, -1, CDF_BLOCK)
+    block_cdf = blocks.sum(-1).cumsum(-1)
+    below = 1.0 - 2.0**-20  # strictly below a total despite rounding
+    target = torch.minimum(u * block_cdf[:, -1:], block_cdf[:, -1:] * below)
+    block = torch.searchsorted(block_cdf, target, right=True).clamp_max(block_cdf.shape[1] - 1)
+    before = torch.where(block > 0, block_cdf.gather(1, (block - 1).clamp_min(0)), 0.0)
+    inner = blocks.gather(1, block[:, :, None].expand(rows, 1, CDF_BLOCK)).squeeze(1).cumsum(-1)
+    rest = torch.minimum(target - before, inner[:, -1:] * below)
+    index = torch.searchsorted(inner, rest, right=True).clamp_max(CDF_BLOCK - 1)
+    return (block * CDF_BLOCK + index).squeeze(-1)
+
+
+def next_tokens(logits: torch.Tensor, u: torch.Tensor, temperature: float):
+    """(token, untempered log-prob) per row of `logits` [B, V], drawn at `temperature` with u."""
+    shifted = logits.float()
+    shifted = shifted - shifted.amax(-1, keepdim=True)
+    weights = shifted.exp()
+    log_total = weights.sum(-1).log()
+    if temperature != 1.0:  # unnormalised tempered probabilities; inverse_cdf normalises
+        weights = shifted.mul(1.0 / temperature).exp_()
+    tokens = inverse_cdf(weights, u)
+    return tokens, shifted.gather(-1, tokens[:, None]).squeeze(-1) - log_total
+
+
+NEXT_TOKENS = MaybeCompiled(next_tokens)
 COMPACT_BELOW = 0.75  # drop finished rows once fewer than this fraction of the batch still run
 
 
@@ -83,6 +121,7 @@ def _sample_batch(
     eos_ids: torch.Tensor,
     pad_token_id: int,
     generator: torch.Generator | None,
+    compile: bool,
 ) -> tuple[list[list[int]], torch.Tensor]:
     """`num_samples` completions per prompt (rows prompt-major); returns (tokens, summed logps).
 
@@ -93,24 +132,13 @@ def _sample_batch(
     ids, prompt_mask, positions = left_pad(prompts, pad_token_id, device)
     width = ids.shape[1]
     steps = int(lengths.max())
-    cache = new_kv_cache(model, width + steps)
-    last_only = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
-    out = model(
-        input_ids=ids,
-        attention_mask=prompt_mask,
-        position_ids=positions,
-        past_key_values=cache,
-        use_cache=True,
-        **last_only,
-    )
-    logits = out.logits[:, -1, :].float()
+    decoder = new_decoder(model, prompt_mask, width + steps, compile)
+    logits = decoder.prefill(ids, prompt_mask, positions)
     if num_samples > 1:
-        cache.batch_repeat_interleave(num_samples)
+        decoder.repeat(num_samples)
         logits = logits.repeat_interleave(num_samples, dim=0)
         prompt_mask = prompt_mask.repeat_interleave(num_samples, dim=0)
     batch = prompt_mask.shape[0]
-    mask = torch.ones((batch, width + steps), dtype=torch.long, device=device)
-    mask[:, :width] = prompt_mask
     next_pos = prompt_mask.sum(-1, keepdim=True)  # position of each row's first new token
     lengths = lengths.to(device)
 
@@ -119,12 +147,12 @@ def _sample_batch(
     active = torch.arange(batch, device=device)  # rows still in the forward pass
     running = torch.ones(batch, dtype=torch.bool, device=device)  # per active row: not finished
     for step in range(steps):
-        # log_softmax + gather: torch's CPU logsumexp measured 3-13x slower than log_softmax.
-        log_probs = torch.log_softmax(logits, dim=-1)
-        probs = log_probs.exp() if temperature == 1.0 else torch.softmax(logits / temperature, -1)
-        tok = torch.where(running, draw_tokens(probs, generator), pad_token_id)
+        u = _uniforms(len(active), device, generator)
+        if compile:
+            mark_dynamic(logits, 0), mark_dynamic(u, 0)
+        tok, picked = NEXT_TOKENS(logits, u, temperature, compile=compile)
+        tok = torch.where(running, tok, pad_token_id)
         tokens[active, step] = tok
-        picked = log_probs.gather(-1, tok[:, None]).squeeze(-1)
         logps[active, step] = torch.where(running, picked, 0.0)
         running &= ~torch.isin(tok, eos_ids) & (step + 1 < lengths[active])
         n_running = int(running.sum())
@@ -132,18 +160,9 @@ def _sample_batch(
             break
         if n_running < COMPACT_BELOW * len(active):
             keep = running.nonzero().squeeze(-1)
-            cache.batch_select_indices(keep)
-            active, running, tok, mask, next_pos = (
-                t[keep] for t in (active, running, tok, mask, next_pos)
-            )
-        out = model(
-            input_ids=tok[:, None],
-            attention_mask=mask[:, : width + step + 1],
-            position_ids=next_pos + step,
-            past_key_values=cache,
-            use_cache=True,
-        )
-        logits = out.logits[:, -1, :].float()
+            decoder.select(keep)
+            active, running, tok, next_pos = (t[keep] for t in (active, running, tok, next_pos))
+        logits = decoder.step(tok, next_pos + step, width + step)
 
     counts = _completion_lengths(tokens, lengths, eos_ids)
     rows = tokens.cpu().tolist()
@@ -196,6 +215,7 @@ def sample_completions(
     batch_size: int = 64,
     generator: torch.Generator | None = None,
     autocast_dtype: torch.dtype | None = None,
+    compile: bool = False,
 ) -> list[list[Completion]]:
     """`num_samples` completions per prompt; result[i][j] is prompt i's j-th sample.
 
@@ -203,7 +223,8 @@ def sample_completions(
     it stops there or at EOS (kept in `token_ids`). `logp` is the summed log-prob of its
     tokens under the untempered policy. `batch_size` counts completions per forward pass
     (batch_size // num_samples prompts, at least one). Prompts are never cut: a prompt too long
-    for the context plus max_new_tokens raises ConfigError.
+    for the context plus max_new_tokens raises ConfigError. `compile` runs decode steps through
+    `torch.compile` (once per process, ~10 s on CPU; worth it for thousands of completions).
     """
     _check_args(model, prompt_ids, num_samples, temperature, min_new_tokens, max_new_tokens)
     if batch_size < 1:
@@ -211,10 +232,17 @@ def sample_completions(
     if not prompt_ids:
         return []
     gen_device = generator.device if generator is not None else "cpu"
-    lengths = torch.randint(  # row i * num_samples + j: prompt i's j-th sample
-        min_new_tokens, max_new_tokens + 1, (len(prompt_ids) * num_samples,),
-        generator=generator, device=gen_device,
-    ).cpu().view(len(prompt_ids), num_samples)
+    lengths = (
+        torch.randint(  # row i * num_samples + j: prompt i's j-th sample
+            min_new_tokens,
+            max_new_tokens + 1,
+            (len(prompt_ids) * num_samples,),
+            generator=generator,
+            device=gen_device,
+        )
+        .cpu()
+        .view(len(prompt_ids), num_samples)
+    )
     eos_list = eos_token_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos_list or [0])[0]
     device = model_device(model)
@@ -236,6 +264,7 @@ def sample_completions(
                     eos_ids=eos_ids,
                     pad_token_id=pad,
                     generator=generator,
+                    compile=compile,
                 )
                 for row, (t, lp) in enumerate(zip(toks, logp.tolist(), strict=True)):
                     results[idx[row // num_samples]].append((t, lp))
