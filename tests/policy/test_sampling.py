@@ -247,15 +247,25 @@ def test_inverse_cdf_never_picks_zero_weight_tokens():
 def test_compiled_decoding_matches_uncompiled(tiny_model_and_tokenizer, prompts):
     model, tok = tiny_model_and_tokenizer
     kw = {"num_samples": 2, "batch_size": 5, "min_new_tokens": 4, "max_new_tokens": 10}
-    plain = sample_completions(model, tok, prompts, generator=torch.Generator().manual_seed(9),
-                               **kw)
-    compiled = sample_completions(model, tok, prompts, compile=True,
-                                  generator=torch.Generator().manual_seed(9), **kw)
-    assert not decoding.FORWARD_STEP.failed
-    for p, row, want in zip(prompts, compiled, plain, strict=True):
-        assert [c.token_ids for c in row] == [c.token_ids for c in want]
-        for c in row:
-            assert c.logp == pytest.approx(direct_logp(model, p, c.token_ids), abs=1e-4)
+
+    def check():
+        plain = sample_completions(model, tok, prompts,
+                                   generator=torch.Generator().manual_seed(9), **kw)
+        compiled = sample_completions(model, tok, prompts, compile=True,
+                                      generator=torch.Generator().manual_seed(9), **kw)
+        assert not decoding.FORWARD_STEP.failed
+        for p, row, want in zip(prompts, compiled, plain, strict=True):
+            assert [c.token_ids for c in row] == [c.token_ids for c in want]
+            for c in row:
+                assert c.logp == pytest.approx(direct_logp(model, p, c.token_ids), abs=1e-4)
+
+    check()
+    # Weights updated in place (as a DPO step does) must reach the compiled step: the graph
+    # takes parameters as inputs, it does not bake them in.
+    with torch.no_grad():
+        for param in model.parameters():
+            param.mul_(1.5)
+    check()
 
 
 def test_compile_failure_falls_back_and_warns_once(tiny_model_and_tokenizer, prompts,

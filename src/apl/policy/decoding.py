@@ -42,9 +42,9 @@ class SlotLayer(DynamicLayer):
 
     Prefill fills the first slots; a decode step writes its token at the window's last slot
     and attends over the window. The window's length comes from a tensor's shape, so a
-    compiled step takes it as a symbolic size (one graph for every step), and the slot index
-    from a tensor, so the step holds no Python int that changes per step. `keys`/`values`
-    are the whole buffers: DynamicLayer's row selection and repetition work unchanged.
+    compiled step takes it as a symbolic size (one graph for every step, not one per length).
+    `keys`/`values` are the whole buffers: DynamicLayer's row selection and repetition work
+    unchanged.
     """
 
     def __init__(self, window: Window):
@@ -58,10 +58,9 @@ class SlotLayer(DynamicLayer):
             self.keys = self._buffer(key_states)
             self.values = self._buffer(value_states)
             return key_states, value_states
-        slots = self.window.slots
-        length = slots.shape[0]
-        self.keys.index_copy_(2, slots[length - 1 :], key_states)
-        self.values.index_copy_(2, slots[length - 1 :], value_states)
+        length = self.window.slots.shape[0]
+        self.keys[:, :, length - 1 : length] = key_states
+        self.values[:, :, length - 1 : length] = value_states
         return self.keys[:, :, :length], self.values[:, :, :length]
 
     def _buffer(self, states: torch.Tensor) -> torch.Tensor:
