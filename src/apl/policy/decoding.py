@@ -1,12 +1,13 @@
 """One batch's forward passes while sampling: prefill once, then one token per row per step.
 
 `SlotDecoder` (any model whose attention goes through transformers' AttentionInterface and
-whose layers all attend fully) keeps each layer's keys/values in buffers allocated once:
-a decode step writes its token at one slot and attends over the whole buffer, an additive
-mask hiding left padding and unwritten slots. Shapes stay fixed from step to step, so the
-step can be compiled once with `torch.compile` (opt-in), and decode steps run the model's
-own "eager" attention (two small matmuls and a softmax), measured faster than SDPA for one
-query token on CPU (docs/BENCHMARKS.md). Prefill keeps the model's attention and masks.
+whose layers all attend fully) keeps each layer's keys/values in buffers allocated once: a
+decode step writes its token at the next slot and attends over the slots written so far,
+an additive 4D mask hiding left padding. The number of slots seen is a tensor's shape, so a
+step compiled with `torch.compile` (opt-in) takes it, the batch size and the buffer length
+as symbolic sizes: one graph serves every step and batch. Decode steps run the model's own
+"eager" attention (two small matmuls and a softmax, measured faster than SDPA for one query
+token on CPU, docs/BENCHMARKS.md); prefill keeps the model's attention and masks.
 `DynamicDecoder` is the fallback for every other model: a DynamicCache and 2D masks.
 """
 
@@ -170,7 +171,7 @@ class _Decoder:
 
 
 class SlotDecoder(_Decoder):
-    """Fixed-shape decoding over SlotLayer buffers of `max_len` with an additive mask."""
+    """Decoding over SlotLayer buffers of `max_len` slots per row, with an additive mask."""
 
     def __init__(self, model, prompt_mask: torch.Tensor, max_len: int, compile: bool):
         self.model, self.compile = model, compile
@@ -226,6 +227,6 @@ def new_decoder(model, prompt_mask: torch.Tensor, max_len: int, compile: bool = 
         return SlotDecoder(model, prompt_mask, max_len, compile)
     if compile:
         logger.info(
-            "%s cannot decode with fixed shapes; sampling uncompiled.", type(model).__name__
+            "%s cannot decode over preallocated slots; sampling uncompiled.", type(model).__name__
         )
     return DynamicDecoder(model, prompt_mask, max_len)
