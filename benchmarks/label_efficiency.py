@@ -149,6 +149,18 @@ def make_plan(
     return best or min(tried, key=lambda p: p.total_s), tried
 
 
+def earlier_sizes(root: Path) -> tuple[int, int, int] | None:
+    """(M, S, T) of runs an earlier invocation left under `root`, so a resumed benchmark keeps them."""
+    import yaml
+
+    for config in sorted(root.glob("*/config.yaml")):
+        loop = yaml.safe_load(config.read_text()).get("loop", {})
+        M, S, B = loop.get("query_size"), loop.get("pool_size"), loop.get("label_budget")
+        if M and S and B:
+            return int(M), int(S), int(B) // int(M)
+    return None
+
+
 def main() -> None:
     """Plan, sweep, report, write RESULTS.md."""
     parser = argparse.ArgumentParser(
@@ -162,6 +174,9 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=None, help="Default docs/RESULTS.md.")
     parser.add_argument("--plan-only", action="store_true", help="Print the plan; run nothing.")
     parser.add_argument("--smoke", action="store_true", help="Tiny sizes, 2 seeds; not into docs/.")
+    parser.add_argument(
+        "--replan", action="store_true", help="Plan afresh even if --root holds earlier runs."
+    )
     args = parser.parse_args()
 
     from apl.config import APLConfig
@@ -190,6 +205,12 @@ def main() -> None:
     else:
         rates = calibrate(model)
         plan, tried = make_plan(defaults, rates, args.hours, args.seeds, workers)
+        earlier = None if args.replan else earlier_sizes(args.root)
+        if earlier is not None and earlier != (plan.query_size, plan.pool_size, plan.num_rounds):
+            M, S, T = earlier
+            run_s = {s: run_seconds(s, M, S, T, plan.epochs, plan.eval_prompts, rates) for s in STRATEGIES}
+            plan = Plan(M, S, T, plan.epochs, plan.eval_prompts, args.seeds, workers, run_s)
+            print(f"resuming the plan of the runs in {args.root} (--replan to plan afresh)")
         extra = {"model": {"model_name_or_path": model}}
         results = args.results or REPO / "docs" / "RESULTS.md"
     print(
