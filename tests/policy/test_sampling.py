@@ -40,15 +40,6 @@ def eos_biased(model, eos_id: int, bias: float):
     return model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is ~5x faster than two on a busy shared 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture()
 def prompts(tiny_model_and_tokenizer, imdb_sample_texts):
     """Six prompts of different lengths (2..17 tokens), so batches need left padding."""
