@@ -85,7 +85,9 @@ def run_rounds(run: Path) -> tuple[dict[int, dict[str, float]], list[tuple[float
         out[round_]["eval penalty"].append(degeneracy_penalty(prompt, completion))
     prompts = dict(db.execute("SELECT uid, text FROM eval_prompts"))
     for completion in baseline_completions(run, prompts):
-        out[0]["eval penalty"].append(degeneracy_penalty(prompts[completion["uid"]], completion["text"]))
+        out[0]["eval penalty"].append(
+            degeneracy_penalty(prompts[completion["uid"]], completion["text"])
+        )
     for round_, value in db.execute("SELECT round, value FROM metrics WHERE key='eval/win_rate'"):
         out[round_]["win"].append(value)
     db.close()
@@ -103,7 +105,9 @@ def print_calibration(pairs: dict[str, list[tuple[float, float]]]) -> None:
             if held:
                 predicted = statistics.fmean(1 / (1 + math.exp(-g)) for g, _ in held)
                 observed = statistics.fmean(a for _, a in held)
-                print(f"| {strategy} | {lo:g}-{hi:g} | {len(held)} | {predicted:.2f} | {observed:.2f} |")
+                print(
+                    f"| {strategy} | {lo:g}-{hi:g} | {len(held)} | {predicted:.2f} | {observed:.2f} |"
+                )
 
 
 def main() -> None:

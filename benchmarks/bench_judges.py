@@ -33,8 +33,13 @@ from apl.store.judgement_cache import JudgementCache  # noqa: E402
 
 def llm_judge(server: ChatServer, **kwargs) -> OpenAIJudge:
     """A judge pointed at the local server with a priced test model."""
-    options = dict(model="bench", base_url=server.base_url, api_key_env="APL_BENCH_KEY",
-                   prices={"bench": (1.0, 1.0)}, order="fixed")
+    options = dict(
+        model="bench",
+        base_url=server.base_url,
+        api_key_env="APL_BENCH_KEY",
+        prices={"bench": (1.0, 1.0)},
+        order="fixed",
+    )
     return OpenAIJudge(**{**options, **kwargs})
 
 
@@ -51,16 +56,22 @@ def bench_concurrency(args: argparse.Namespace, tmp: Path) -> None:
     for threads in (1, 4, 8):
         requests = [JudgeRequest(f"c{threads} p{i}", " good", " bad") for i in range(args.pairs)]
         cache = JudgementCache(tmp / f"cache-{threads}.sqlite")
-        seconds, _ = timed(lambda: llm_judge(server, concurrency=threads, cache=cache).judge_batch(requests))
+        seconds, _ = timed(
+            lambda: llm_judge(server, concurrency=threads, cache=cache).judge_batch(requests)
+        )
         rate = args.pairs / seconds
         base = base or rate
         print(f"concurrency {threads}: {rate:8.1f} pairs/s  ({rate / base:.2f}x concurrency 1)")
         if threads == 8:
             before = server.count
-            seconds, _ = timed(lambda: llm_judge(server, concurrency=threads, cache=cache).judge_batch(requests))
+            seconds, _ = timed(
+                lambda: llm_judge(server, concurrency=threads, cache=cache).judge_batch(requests)
+            )
             hits = args.pairs / seconds
-            print(f"cache hits:    {hits:8.1f} pairs/s  ({hits / base:.1f}x concurrency 1), "
-                  f"HTTP requests: {server.count - before}")
+            print(
+                f"cache hits:    {hits:8.1f} pairs/s  ({hits / base:.1f}x concurrency 1), "
+                f"HTTP requests: {server.count - before}"
+            )
     server.stop()
 
 
@@ -69,15 +80,23 @@ def bench_retries(args: argparse.Namespace) -> None:
     print(f"\n## Retries: {n} labels, each first answered 429 with Retry-After 0.05 s")
     for label, kwargs in (("apl loop (client max_retries=0)", {}), ("openai client retries", None)):
         server = ChatServer().start()
-        server.push(*[r for _ in range(n) for r in (Reply(status=429, headers={"Retry-After": "0.05"}), Reply())])
+        server.push(
+            *[
+                r
+                for _ in range(n)
+                for r in (Reply(status=429, headers={"Retry-After": "0.05"}), Reply())
+            ]
+        )
         requests = [JudgeRequest(f"r{i}", " a", " b") for i in range(n)]
         judge = llm_judge(server, max_retries=3, concurrency=1)  # script order = request order
         if kwargs is None:  # the peer: let the client retry inside one call, invisibly
             judge._client = judge._client.with_options(max_retries=3)
         seconds, judgements = timed(lambda: judge.judge_batch(requests))
         counted = sum(j.retries for j in judgements)
-        print(f"{label:32s}: {seconds:5.2f} s, server saw {server.count} requests, "
-              f"apl counted {counted} retries, budget charged {judge.budget.calls} calls")
+        print(
+            f"{label:32s}: {seconds:5.2f} s, server saw {server.count} requests, "
+            f"apl counted {counted} retries, budget charged {judge.budget.calls} calls"
+        )
         server.stop()
 
 
@@ -89,18 +108,24 @@ def bench_offline(args: argparse.Namespace, tmp: Path) -> None:
     seconds, model = timed(lambda: load_sentiment_model(cache_dir))
     m = model.metrics
     print(f"\n## Offline IMDB judge (load or fit: {seconds:.1f} s)")
-    print(f"classifier: fit {m['fit_s']:.1f} s on {m['num_train']:.0f} reviews; held-out accuracy "
-          f"{m['test_accuracy']:.3f} on {m['num_test']:.0f} full reviews, "
-          f"{m['test_accuracy_40_words']:.3f} on 40-word openings")
+    print(
+        f"classifier: fit {m['fit_s']:.1f} s on {m['num_train']:.0f} reviews; held-out accuracy "
+        f"{m['test_accuracy']:.3f} on {m['num_test']:.0f} full reviews, "
+        f"{m['test_accuracy_40_words']:.3f} on 40-word openings"
+    )
     reviews = [r.text.split() for r in load_imdb_reviews("test")[: 2 * args.pairs * 4]]
-    requests = [JudgeRequest(" ".join(a[:10]), " " + " ".join(a[10:30]), " " + " ".join(b[10:30]))
-                for a, b in zip(reviews[::2], reviews[1::2])]
+    requests = [
+        JudgeRequest(" ".join(a[:10]), " " + " ".join(a[10:30]), " " + " ".join(b[10:30]))
+        for a, b in zip(reviews[::2], reviews[1::2])
+    ]
     judge = ImdbJudge(cache_dir=cache_dir)
     batch_s, _ = timed(lambda: judge.judge_batch(requests))
     single_s, _ = timed(lambda: [judge.judge(r) for r in requests])
     batch, single = len(requests) / batch_s, len(requests) / single_s
-    print(f"judge_batch: {batch:8.0f} pairs/s; one at a time: {single:6.0f} pairs/s "
-          f"(batch {batch / single:.1f}x)")
+    print(
+        f"judge_batch: {batch:8.0f} pairs/s; one at a time: {single:6.0f} pairs/s "
+        f"(batch {batch / single:.1f}x)"
+    )
 
 
 def main() -> None:

@@ -37,7 +37,9 @@ def run_once(overrides: list[str], threads: int | None) -> dict[str, float]:
         start = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-m", "apl", "run", f"output_dir={out}", *overrides],
-            env=env, capture_output=True, text=True,
+            env=env,
+            capture_output=True,
+            text=True,
         )
         wall = time.perf_counter() - start
         if proc.returncode != 0:

@@ -79,7 +79,9 @@ def sampler_at(rev: str):
     for name in ("sampling", "batching", "decoding"):
         show = subprocess.run(
             ["git", "-C", str(ROOT), "show", f"{rev}:src/apl/policy/{name}.py"],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if show.returncode == 0:  # decoding.py did not exist before the fixed-shape decoder
             source = show.stdout.replace("apl.policy.batching", "_apl_baseline.batching")
@@ -110,8 +112,9 @@ def machine_note() -> str:
     )
 
 
-def _generate_fn(model, tokenizer, prompts, new_tokens, temperature, dtype, num_samples=1,
-                 attention=None):
+def _generate_fn(
+    model, tokenizer, prompts, new_tokens, temperature, dtype, num_samples=1, attention=None
+):
     from apl.policy.batching import autocast_context, left_pad
 
     ids, mask, _ = left_pad(prompts, tokenizer.pad_token_id)
@@ -123,9 +126,15 @@ def _generate_fn(model, tokenizer, prompts, new_tokens, temperature, dtype, num_
         try:
             with torch.no_grad(), autocast_context(ids.device, dtype):
                 model.generate(
-                    input_ids=ids, attention_mask=mask, do_sample=True, temperature=temperature,
-                    top_k=0, top_p=1.0, max_new_tokens=new_tokens,
-                    num_return_sequences=num_samples, pad_token_id=tokenizer.pad_token_id,
+                    input_ids=ids,
+                    attention_mask=mask,
+                    do_sample=True,
+                    temperature=temperature,
+                    top_k=0,
+                    top_p=1.0,
+                    max_new_tokens=new_tokens,
+                    num_return_sequences=num_samples,
+                    pad_token_id=tokenizer.pad_token_id,
                 )
         finally:
             model.config._attn_implementation = previous
@@ -133,8 +142,9 @@ def _generate_fn(model, tokenizer, prompts, new_tokens, temperature, dtype, num_
     return run
 
 
-def _apl_fn(model, tokenizer, prompts, lengths, temperature, dtype, num_samples=1,
-            sampling=None, **kwargs):
+def _apl_fn(
+    model, tokenizer, prompts, lengths, temperature, dtype, num_samples=1, sampling=None, **kwargs
+):
     from apl.policy import decoding
 
     if sampling is None:
@@ -148,10 +158,17 @@ def _apl_fn(model, tokenizer, prompts, lengths, temperature, dtype, num_samples=
             decoding.supports_slot_decoding = lambda model: False
         try:
             sampling.sample_completions(
-                model, tokenizer, prompts, num_samples=num_samples, temperature=temperature,
-                min_new_tokens=lengths[0], max_new_tokens=lengths[1],
+                model,
+                tokenizer,
+                prompts,
+                num_samples=num_samples,
+                temperature=temperature,
+                min_new_tokens=lengths[0],
+                max_new_tokens=lengths[1],
                 batch_size=len(prompts) * num_samples,
-                generator=torch.Generator().manual_seed(0), autocast_dtype=dtype, **kwargs,
+                generator=torch.Generator().manual_seed(0),
+                autocast_dtype=dtype,
+                **kwargs,
             )
         finally:
             decoding.supports_slot_decoding = supports
@@ -176,10 +193,10 @@ def _peers(model, tokenizer, prompts, lengths, t, dtype, samples, baseline):
             model, tokenizer, prompts, lengths[1], t, dtype, samples, attention="eager"
         ),
         "apl": _apl_fn(model, tokenizer, prompts, lengths, t, dtype, samples),
-        "apl compiled": _apl_fn(model, tokenizer, prompts, lengths, t, dtype, samples,
-                                compile=True),
-        "apl dynamic": _apl_fn(model, tokenizer, prompts, lengths, t, dtype, samples,
-                               dynamic=True),
+        "apl compiled": _apl_fn(
+            model, tokenizer, prompts, lengths, t, dtype, samples, compile=True
+        ),
+        "apl dynamic": _apl_fn(model, tokenizer, prompts, lengths, t, dtype, samples, dynamic=True),
     }
     if baseline is not None:
         fns[f"apl {baseline[0]}"] = _apl_fn(
@@ -213,8 +230,9 @@ def main(argv: list[str] | None = None) -> None:
     for label, prompts_n, samples, lengths in settings:
         prompts = imdb_prompts(tokenizer, prompts_n)
         for name, dtype in dtypes:
-            peers = _peers(model, tokenizer, prompts, lengths, args.temperature, dtype, samples,
-                           baseline)
+            peers = _peers(
+                model, tokenizer, prompts, lengths, args.temperature, dtype, samples, baseline
+            )
             start = time.perf_counter()
             peers["apl compiled"]()
             first = time.perf_counter() - start

@@ -97,8 +97,14 @@ def main(argv: list[str] | None = None) -> None:
     def apl(dtype, grad):
         def run():
             if not grad:
-                completion_logps(model, prompts, completions, batch_size=bs,
-                                 autocast_dtype=dtype, pad_token_id=pad)
+                completion_logps(
+                    model,
+                    prompts,
+                    completions,
+                    batch_size=bs,
+                    autocast_dtype=dtype,
+                    pad_token_id=pad,
+                )
                 return
             with autocast_context(torch.device("cpu"), dtype):
                 for p, c in batches:

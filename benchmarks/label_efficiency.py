@@ -208,7 +208,10 @@ def main() -> None:
         earlier = None if args.replan else earlier_sizes(args.root)
         if earlier is not None and earlier != (plan.query_size, plan.pool_size, plan.num_rounds):
             M, S, T = earlier
-            run_s = {s: run_seconds(s, M, S, T, plan.epochs, plan.eval_prompts, rates) for s in STRATEGIES}
+            run_s = {
+                s: run_seconds(s, M, S, T, plan.epochs, plan.eval_prompts, rates)
+                for s in STRATEGIES
+            }
             plan = Plan(M, S, T, plan.epochs, plan.eval_prompts, args.seeds, workers, run_s)
             print(f"resuming the plan of the runs in {args.root} (--replan to plan afresh)")
         extra = {"model": {"model_name_or_path": model}}

@@ -12,8 +12,18 @@ from typer.testing import CliRunner
 from apl.cli import app
 
 COMMANDS = [
-    [], ["run"], ["resume"], ["status"], ["export"], ["config"], ["sweep"], ["report"],
-    ["pretrain"], ["judge"], ["judge", "consistency"], ["judge", "label"],
+    [],
+    ["run"],
+    ["resume"],
+    ["status"],
+    ["export"],
+    ["config"],
+    ["sweep"],
+    ["report"],
+    ["pretrain"],
+    ["judge"],
+    ["judge", "consistency"],
+    ["judge", "label"],
 ]
 
 
@@ -45,7 +55,9 @@ def test_config_prints_the_resolved_yaml_with_overrides(tmp_path):
 
 
 def test_config_checks_registry_options():
-    result = CliRunner().invoke(app, ["config", "acquisition.name=entropy", "acquisition.samples=4"])
+    result = CliRunner().invoke(
+        app, ["config", "acquisition.name=entropy", "acquisition.samples=4"]
+    )
     assert result.exit_code == 2
     assert "acquisition 'entropy' has no option 'samples'" in result.output
 

@@ -182,8 +182,10 @@ class APLConfig(StrictModel):
         if "{" in self.output_dir:
             try:
                 filled = self.output_dir.format(
-                    task=self.task.name, acquisition=self.acquisition.name,
-                    oracle=self.oracle.name, seed=self.seed,
+                    task=self.task.name,
+                    acquisition=self.acquisition.name,
+                    oracle=self.oracle.name,
+                    seed=self.seed,
                 )
             except (KeyError, IndexError, ValueError) as err:
                 raise ValueError(
@@ -200,7 +202,9 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"Override {key!r}: {part!r} is not a section; use section.option=value.")
+            raise ConfigError(
+                f"Override {key!r}: {part!r} is not a section; use section.option=value."
+            )
         node = child
     node[parts[-1]] = value
 
@@ -248,9 +252,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         try:
             loaded = yaml.safe_load(path.read_text())
         except yaml.YAMLError as err:
-            raise ConfigError(f"Config file {path} is not valid YAML: {err}".splitlines()[0]) from None
+            raise ConfigError(
+                f"Config file {path} is not valid YAML: {err}".splitlines()[0]
+            ) from None
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"Config file {path} must hold a mapping of sections, not {type(loaded).__name__}.")
+            raise ConfigError(
+                f"Config file {path} must hold a mapping of sections, not {type(loaded).__name__}."
+            )
         data = loaded or {}
     apply_overrides(data, overrides or [])
     return config_from_dict(data, source)

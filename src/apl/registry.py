@@ -43,7 +43,9 @@ class Registry(Generic[T]):
                 f"Unknown {self.kind} {name!r}. Available: {', '.join(self.names())}."
             ) from None
 
-    def check_kwargs(self, name: str, kwargs: dict[str, Any], injected: tuple[str, ...] = ()) -> None:
+    def check_kwargs(
+        self, name: str, kwargs: dict[str, Any], injected: tuple[str, ...] = ()
+    ) -> None:
         """Raise ConfigError if `kwargs` holds an option the class does not accept."""
         cls = self.get(name)
         params = inspect.signature(cls.__init__).parameters

@@ -15,7 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for the s
 
 from oracles.chat_server import ChatServer, Reply, user_message  # noqa: E402
 
-POSITIVE = re.compile(r"\b(good|great|best|love|loved|excellent|wonderful|fun|enjoy\w*|beautiful)\b", re.I)
+POSITIVE = re.compile(
+    r"\b(good|great|best|love|loved|excellent|wonderful|fun|enjoy\w*|beautiful)\b", re.I
+)
 
 
 def prefer_positive(request: dict[str, Any]) -> Reply:
@@ -27,7 +29,9 @@ def prefer_positive(request: dict[str, Any]) -> Reply:
     b = text.split("Review B:", 1)[1].split("First, provide", 1)[0]
     key_a, key_b = (len(POSITIVE.findall(a)), len(a)), (len(POSITIVE.findall(b)), len(b))
     winner = "A" if key_a >= key_b else "B"
-    return Reply(content=f"Comparison: {winner} is more positive.\nPreferred: {winner}", delay_s=0.03)
+    return Reply(
+        content=f"Comparison: {winner} is more positive.\nPreferred: {winner}", delay_s=0.03
+    )
 
 
 @pytest.fixture()
@@ -66,7 +70,9 @@ def subprocess_env(cache_dir: Path) -> dict[str, str]:
     """Environment for a real `apl` subprocess: offline, its own caches, the test API key."""
     env = dict(os.environ)
     env.update(
-        APL_CACHE_DIR=str(cache_dir), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+        APL_CACHE_DIR=str(cache_dir),
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
         APL_TEST_KEY="sk-test-key",
     )
     return env

@@ -20,7 +20,9 @@ from .conftest import Reply
 def make_pairs(n: int) -> list[Pair]:
     """`n` candidate pairs whose texts name their rank, so the server can script by rank."""
     return [
-        Pair(Prompt(f"p{i}", f"prompt {i}"), Completion(f" a{i}", (1, 2)), Completion(f" b{i}", (3,)))
+        Pair(
+            Prompt(f"p{i}", f"prompt {i}"), Completion(f" a{i}", (1, 2)), Completion(f" b{i}", (3,))
+        )
         for i in range(n)
     ]
 
@@ -29,8 +31,13 @@ def make_pairs(n: int) -> list[Pair]:
 def judge(judge_server, tmp_path, monkeypatch):
     monkeypatch.setenv("APL_TEST_KEY", "sk-test")
     return OpenAIJudge(
-        model="judge-test", base_url=judge_server.base_url, api_key_env="APL_TEST_KEY",
-        prices={"judge-test": (1.0, 1.0)}, order="fixed", concurrency=1, backoff_base_s=0.01,
+        model="judge-test",
+        base_url=judge_server.base_url,
+        api_key_env="APL_TEST_KEY",
+        prices={"judge-test": (1.0, 1.0)},
+        order="fixed",
+        concurrency=1,
+        backoff_base_s=0.01,
         cache=JudgementCache(tmp_path / "cache.sqlite"),
     )
 
@@ -42,7 +49,9 @@ def script(server, replies: dict[int, str]) -> None:
         text = request["messages"][-1]["content"]
         rank = int(text.split("prompt ", 1)[1].split(" ", 1)[0])
         verdict = replies.get(rank, "A")
-        content = f"Comparison: fine.\nPreferred: {verdict}" if verdict in "AB" else "I cannot decide."
+        content = (
+            f"Comparison: fine.\nPreferred: {verdict}" if verdict in "AB" else "I cannot decide."
+        )
         return Reply(content=content)
 
     server.default = answer

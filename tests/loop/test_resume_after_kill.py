@@ -31,9 +31,14 @@ def api_config(model_dir: Path, out: Path, base_url: str) -> dict:
         model_dir,
         out,
         oracle={
-            "name": "openai_judge", "model": "judge-test", "base_url": base_url,
-            "api_key_env": "APL_TEST_KEY", "prices": {"judge-test": [1.0, 2.0]},
-            "concurrency": 1, "backoff_base_s": 0.01, "timeout_s": 10.0,
+            "name": "openai_judge",
+            "model": "judge-test",
+            "base_url": base_url,
+            "api_key_env": "APL_TEST_KEY",
+            "prices": {"judge-test": [1.0, 2.0]},
+            "concurrency": 1,
+            "backoff_base_s": 0.01,
+            "timeout_s": 10.0,
         },
         loop={"label_budget": 24, "query_size": 8, "pool_size": 24},
         dpo={"num_train_epochs": 25, "learning_rate": 1e-3, "per_device_train_batch_size": 8},
@@ -46,8 +51,11 @@ class Child:
 
     def __init__(self, args: list[str], env: dict[str, str], ledger_path: Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "apl", *args], env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [sys.executable, "-m", "apl", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         self.ledger_path = ledger_path
 
@@ -60,8 +68,8 @@ class Child:
             time.sleep(0.01)
         with Ledger(self.ledger_path) as ledger:
             while not condition(ledger):
-                assert self.proc.poll() is None, "run ended before the kill point: " + (
-                    self.proc.communicate()[0][-3000:]
+                assert self.proc.poll() is None, (
+                    "run ended before the kill point: " + (self.proc.communicate()[0][-3000:])
                 )
                 assert time.monotonic() < deadline, "kill point never reached"
                 time.sleep(0.005)
@@ -78,8 +86,13 @@ def summary(run_dir: Path) -> tuple[list, dict]:
     """The labelled set (round, rank, prompt, chosen, rejected) and per-round metrics."""
     with Ledger(run_dir / "ledger.sqlite") as ledger:
         labels = [
-            (lp.round, lp.rank, lp.preference.prompt.uid, lp.preference.chosen.token_ids,
-             lp.preference.rejected.token_ids)
+            (
+                lp.round,
+                lp.rank,
+                lp.preference.prompt.uid,
+                lp.preference.chosen.token_ids,
+                lp.preference.rejected.token_ids,
+            )
             for lp in ledger.labelled()
         ]
         metrics = {
@@ -95,15 +108,21 @@ def test_killed_run_resumes_to_the_same_result_without_rebuying(
 ):
     # The unbroken reference run.
     straight = tmp_path / "straight"
-    config = write_config(tmp_path / "a.yaml", api_config(tiny_model_dir, straight, judge_server.base_url))
-    Child(["run", "-c", str(config)], subprocess_env(tmp_path / "cache-a"), straight / "ledger.sqlite").finish()
+    config = write_config(
+        tmp_path / "a.yaml", api_config(tiny_model_dir, straight, judge_server.base_url)
+    )
+    Child(
+        ["run", "-c", str(config)], subprocess_env(tmp_path / "cache-a"), straight / "ledger.sqlite"
+    ).finish()
     straight_requests = [user_message(r) for r in judge_server.requests]
     assert len(straight_requests) == len(set(straight_requests))
     judge_server.requests.clear()
 
     # The same run, killed four times.
     broken = tmp_path / "broken"
-    config = write_config(tmp_path / "b.yaml", api_config(tiny_model_dir, broken, judge_server.base_url))
+    config = write_config(
+        tmp_path / "b.yaml", api_config(tiny_model_dir, broken, judge_server.base_url)
+    )
     env = subprocess_env(tmp_path / "cache-b")
     ledger_path = broken / "ledger.sqlite"
     in_flight = 0

@@ -40,7 +40,9 @@ def test_two_rounds_produce_labels_metrics_and_model(finished_run):
         assert 0.0 <= metrics[round]["eval/win_rate"] <= 1.0
         assert metrics[round]["eval/num_judged"] + metrics[round]["eval/invalid"] == 12
         assert "rewards/accuracies" in metrics[round]
-    rows = [json.loads(line) for line in (out / "export" / "preferences.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (out / "export" / "preferences.jsonl").read_text().splitlines()
+    ]
     assert len(rows) == 16 and set(rows[0]) >= {"prompt", "chosen", "rejected"}
     assert (out / "final_model" / "config.json").is_file()
     assert "win-rate" in output  # the summary table
@@ -63,7 +65,9 @@ def test_status_and_resume_of_a_finished_run(finished_run):
 def test_rerun_with_a_different_config_is_refused(finished_run, tmp_path, tiny_model_dir):
     out, _ = finished_run
     config = run_config(tiny_model_dir, out, seed=6)
-    result = CliRunner().invoke(app, ["run", "--config", str(write_config(tmp_path / "b.yaml", config))])
+    result = CliRunner().invoke(
+        app, ["run", "--config", str(write_config(tmp_path / "b.yaml", config))]
+    )
     assert result.exit_code == 2
     assert "belongs to a different config: seed is 5 there, 6 here" in result.output
 
@@ -78,7 +82,10 @@ def test_resume_refuses_to_change_what_is_computed(finished_run):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["acquisition.name=bald"], "Unknown acquisition 'bald'. Available: certainty, entropy, hybrid, random."),
+        (
+            ["acquisition.name=bald"],
+            "Unknown acquisition 'bald'. Available: certainty, entropy, hybrid, random.",
+        ),
         (["oracle.name=gpt"], "Unknown oracle 'gpt'."),
         (["task.name=squad"], "Unknown task 'squad'."),
         (["loop.query_size=64", "loop.pool_size=32"], "query_size (64) > pool_size (32)"),
@@ -101,7 +108,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, overrides, message, monkeypa
 def test_bad_input_from_a_real_process(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "apl", "run", "acquisition.name=bald", f"output_dir={tmp_path}/r"],
-        capture_output=True, text=True, env=subprocess_env(tmp_path / "cache"), timeout=120,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(tmp_path / "cache"),
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [

@@ -27,17 +27,22 @@ def server() -> Iterator[ChatServer]:
 
 
 @pytest.fixture()
-def make_judge(
-    server: ChatServer, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., OpenAIJudge]:
+def make_judge(server: ChatServer, monkeypatch: pytest.MonkeyPatch) -> Callable[..., OpenAIJudge]:
     """Build an OpenAIJudge pointed at `server`, with fast backoff and a priced test model."""
     monkeypatch.setenv("APL_TEST_KEY", TEST_KEY)
 
     def build(**kwargs: Any) -> OpenAIJudge:
         options: dict[str, Any] = dict(
-            model="judge-test", base_url=server.base_url, api_key_env="APL_TEST_KEY",
-            prices=TEST_PRICES, order="fixed", concurrency=1, timeout_s=5.0,
-            backoff_base_s=0.01, backoff_max_s=0.05, max_retries=3,
+            model="judge-test",
+            base_url=server.base_url,
+            api_key_env="APL_TEST_KEY",
+            prices=TEST_PRICES,
+            order="fixed",
+            concurrency=1,
+            timeout_s=5.0,
+            backoff_base_s=0.01,
+            backoff_max_s=0.05,
+            max_retries=3,
         )
         options.update(kwargs)
         return OpenAIJudge(**options)

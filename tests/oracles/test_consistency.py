@@ -32,15 +32,33 @@ def test_pairs_from_file_and_from_imdb(tmp_path):
     with pytest.raises(DataError, match=r"line 1: KeyError 'b'"):
         load_pairs(path)
     pairs = imdb_pairs(5, seed=1)
-    assert len(pairs) == 5 and all(len(r.prompt.split()) == 12 and r.completion_a.startswith(" ") for r in pairs)
+    assert len(pairs) == 5 and all(
+        len(r.prompt.split()) == 12 and r.completion_a.startswith(" ") for r in pairs
+    )
     assert pairs == imdb_pairs(5, seed=1) and pairs != imdb_pairs(5, seed=2)
 
 
 def test_cli_consistency_falls_as_noise_rises(tmp_path, sentiment_dir, monkeypatch):
-    monkeypatch.setenv("APL_CACHE_DIR", str(sentiment_dir))  # the classifier fitted once per session
+    monkeypatch.setenv(
+        "APL_CACHE_DIR", str(sentiment_dir)
+    )  # the classifier fitted once per session
     out = tmp_path / "out"
-    args = ["judge", "consistency", "-t", "0", "-t", "0.05", "-t", "1", "--num-pairs", "60",
-            "--output-dir", str(out), "--cache", str(tmp_path / "c.sqlite")]
+    args = [
+        "judge",
+        "consistency",
+        "-t",
+        "0",
+        "-t",
+        "0.05",
+        "-t",
+        "1",
+        "--num-pairs",
+        "60",
+        "--output-dir",
+        str(out),
+        "--cache",
+        str(tmp_path / "c.sqlite"),
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     rows = json.loads((out / "consistency.json").read_text())
@@ -56,20 +74,67 @@ def test_cli_consistency_falls_as_noise_rises(tmp_path, sentiment_dir, monkeypat
 def test_cli_consistency_with_the_llm_judge_and_label_cache(tmp_path, server, monkeypatch):
     monkeypatch.setenv("APL_TEST_KEY", "sk-cli-test")
     flip = iter(range(10_000))
-    server.default = lambda request: Reply(content="Preferred: A" if next(flip) % 3 else "Preferred: B")
+    server.default = lambda request: Reply(
+        content="Preferred: A" if next(flip) % 3 else "Preferred: B"
+    )
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"prompt": f"p{i}", "a": " a", "b": " b"}) + "\n" for i in range(6)))
-    common = ["-o", f"base_url={server.base_url}", "-o", "api_key_env=APL_TEST_KEY", "-o", "model=judge-test",
-              "-o", "prices={judge-test: [1000, 1000]}", "-o", "backoff_base_s=0.01", "--cache", str(tmp_path / "c.sqlite")]
-    result = CliRunner().invoke(app, ["judge", "consistency", "-j", "openai_judge", "-t", "0.05", "--pairs", str(pairs),
-                                      "--output-dir", str(tmp_path / "o"), *common])
+    pairs.write_text(
+        "".join(json.dumps({"prompt": f"p{i}", "a": " a", "b": " b"}) + "\n" for i in range(6))
+    )
+    common = [
+        "-o",
+        f"base_url={server.base_url}",
+        "-o",
+        "api_key_env=APL_TEST_KEY",
+        "-o",
+        "model=judge-test",
+        "-o",
+        "prices={judge-test: [1000, 1000]}",
+        "-o",
+        "backoff_base_s=0.01",
+        "--cache",
+        str(tmp_path / "c.sqlite"),
+    ]
+    result = CliRunner().invoke(
+        app,
+        [
+            "judge",
+            "consistency",
+            "-j",
+            "openai_judge",
+            "-t",
+            "0.05",
+            "--pairs",
+            str(pairs),
+            "--output-dir",
+            str(tmp_path / "o"),
+            *common,
+        ],
+    )
     assert result.exit_code == 0, result.output
     (row,) = json.loads((tmp_path / "o" / "consistency.json").read_text())
-    assert server.count == 12 and row["num_valid"] == 6 and row["spent_usd"] == pytest.approx(12 * 0.12)
-    label = ["judge", "label", "--pairs", str(pairs), "--output", str(tmp_path / "l.jsonl"), "-j", "openai_judge",
-             "-o", "temperature=0.05", *common]
+    assert (
+        server.count == 12
+        and row["num_valid"] == 6
+        and row["spent_usd"] == pytest.approx(12 * 0.12)
+    )
+    label = [
+        "judge",
+        "label",
+        "--pairs",
+        str(pairs),
+        "--output",
+        str(tmp_path / "l.jsonl"),
+        "-j",
+        "openai_judge",
+        "-o",
+        "temperature=0.05",
+        *common,
+    ]
     assert CliRunner().invoke(app, label).exit_code == 0
     assert server.count == 12  # every pair was already labelled (draw 0) by the consistency run
     # A new temperature is a new judge (no cache hits): a tiny budget refuses before any call.
     bad = CliRunner().invoke(app, [*label, "-o", "budget_usd=0.0001", "-o", "temperature=0.9"])
-    assert bad.exit_code == 2 and bad.output.startswith("error: Judge budget:") and server.count == 12
+    assert (
+        bad.exit_code == 2 and bad.output.startswith("error: Judge budget:") and server.count == 12
+    )

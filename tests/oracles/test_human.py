@@ -20,7 +20,9 @@ REQUESTS = [JudgeRequest(f"Prompt {i}", f" first {i}", f" second {i}") for i in 
 
 def human(answers: str, **kwargs) -> tuple[HumanJudge, io.StringIO]:
     screen = io.StringIO()
-    judge = HumanJudge(input_stream=io.StringIO(answers), console=Console(file=screen, width=100), **kwargs)
+    judge = HumanJudge(
+        input_stream=io.StringIO(answers), console=Console(file=screen, width=100), **kwargs
+    )
     return judge, screen
 
 
@@ -52,10 +54,27 @@ def test_tie_skip_retry_and_end_of_input():
 
 def test_cli_label_with_a_human_on_stdin(tmp_path):
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"prompt": r.prompt, "a": r.completion_a, "b": r.completion_b}) + "\n" for r in REQUESTS[:2]))
+    pairs.write_text(
+        "".join(
+            json.dumps({"prompt": r.prompt, "a": r.completion_a, "b": r.completion_b}) + "\n"
+            for r in REQUESTS[:2]
+        )
+    )
     out = tmp_path / "labels.jsonl"
-    args = ["judge", "label", "--pairs", str(pairs), "--output", str(out), "--judge", "human",
-            "-o", "order=fixed", "--cache", str(tmp_path / "c.sqlite")]
+    args = [
+        "judge",
+        "label",
+        "--pairs",
+        str(pairs),
+        "--output",
+        str(out),
+        "--judge",
+        "human",
+        "-o",
+        "order=fixed",
+        "--cache",
+        str(tmp_path / "c.sqlite"),
+    ]
     result = CliRunner().invoke(app, args, input="b\nskip\n")
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]

@@ -26,8 +26,14 @@ from apl.types import Judgement, Verdict
         ("A", Verdict.INVALID),
         ("", Verdict.INVALID),
         # A quoted completion's "Preferred: B" is not the final line: the judge's own is.
-        ('Review B ends with "\nPreferred: B" which is odd.\nComparison: A wins.\nPreferred: A', Verdict.A),
-        ("Comparison: B's text says Preferred: B.\nPreferred: A", Verdict.A),  # mid-line: not a line start
+        (
+            'Review B ends with "\nPreferred: B" which is odd.\nComparison: A wins.\nPreferred: A',
+            Verdict.A,
+        ),
+        (
+            "Comparison: B's text says Preferred: B.\nPreferred: A",
+            Verdict.A,
+        ),  # mid-line: not a line start
     ],
 )
 def test_parse_verdict(reply, expected):
@@ -37,7 +43,10 @@ def test_parse_verdict(reply, expected):
 def test_unswap_maps_shown_positions_back_to_the_request():
     assert unswap(Verdict.A, "BA") is Verdict.B and unswap(Verdict.B, "BA") is Verdict.A
     assert unswap(Verdict.A, "AB") is Verdict.A
-    assert unswap(Verdict.INVALID, "BA") is Verdict.INVALID and unswap(Verdict.TIE, "BA") is Verdict.TIE
+    assert (
+        unswap(Verdict.INVALID, "BA") is Verdict.INVALID
+        and unswap(Verdict.TIE, "BA") is Verdict.TIE
+    )
 
 
 def test_combine_orders_counts_only_agreement():

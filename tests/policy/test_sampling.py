@@ -83,8 +83,16 @@ def test_eos_stops_a_completion_and_is_kept(tiny_model_and_tokenizer, prompts):
     eos = tok.eos_token_id
     eos_biased(model, eos, 4.0)  # p(EOS) ~ 0.1 per step: some stop early, some do not
     gen = torch.Generator().manual_seed(1)
-    out = sample_completions(model, tok, prompts, num_samples=4, temperature=1.0,
-                             min_new_tokens=20, max_new_tokens=20, generator=gen)
+    out = sample_completions(
+        model,
+        tok,
+        prompts,
+        num_samples=4,
+        temperature=1.0,
+        min_new_tokens=20,
+        max_new_tokens=20,
+        generator=gen,
+    )
     flat = [(p, c) for p, row in zip(prompts, out, strict=True) for c in row]
     stopped = [c for _, c in flat if eos in c.token_ids]
     assert stopped and len(stopped) < len(flat)
@@ -108,8 +116,16 @@ def test_lengths_lie_in_range_and_vary(tiny_model_and_tokenizer, prompts):
         lambda _, args, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True
     )
     gen = torch.Generator().manual_seed(2)
-    out = sample_completions(model, tok, prompts, num_samples=8, min_new_tokens=3,
-                             max_new_tokens=9, batch_size=16, generator=gen)
+    out = sample_completions(
+        model,
+        tok,
+        prompts,
+        num_samples=8,
+        min_new_tokens=3,
+        max_new_tokens=9,
+        batch_size=16,
+        generator=gen,
+    )
     hook.remove()
     lengths = [len(c.token_ids) for row in out for c in row]
     assert min(lengths) >= 3 and max(lengths) <= 9
@@ -141,17 +157,31 @@ def test_temperature_changes_samples_not_the_logp_definition(tiny_model_and_toke
     model, tok = tiny_model_and_tokenizer
     for temperature in (0.3, 1.7):
         gen = torch.Generator().manual_seed(3)
-        out = sample_completions(model, tok, prompts[:2], num_samples=2, temperature=temperature,
-                                 generator=gen)
+        out = sample_completions(
+            model, tok, prompts[:2], num_samples=2, temperature=temperature, generator=gen
+        )
         for p, row in zip(prompts[:2], out, strict=True):
             for c in row:
                 untempered = direct_logp(model, p, c.token_ids)
                 assert c.logp == pytest.approx(untempered, abs=1e-4)
                 assert abs(direct_logp(model, p, c.token_ids, temperature) - untempered) > 1e-2
-    cold = sample_completions(model, tok, prompts, num_samples=4, temperature=0.05,
-                              generator=torch.Generator().manual_seed(4))
-    hot = sample_completions(model, tok, prompts, num_samples=4, temperature=5.0,
-                             generator=torch.Generator().manual_seed(4))
+    cold = sample_completions(
+        model,
+        tok,
+        prompts,
+        num_samples=4,
+        temperature=0.05,
+        generator=torch.Generator().manual_seed(4),
+    )
+    hot = sample_completions(
+        model,
+        tok,
+        prompts,
+        num_samples=4,
+        temperature=5.0,
+        generator=torch.Generator().manual_seed(4),
+    )
+
     # Cold samples are the model's likely tokens: their untempered log-prob per token is higher.
     def mean_logp(out):
         return sum(c.logp / len(c.token_ids) for row in out for c in row) / sum(map(len, out))
@@ -180,8 +210,13 @@ def test_bad_settings_raise_one_line_config_errors(tiny_model_and_tokenizer, pro
 def test_bf16_autocast_and_train_mode_restored(tiny_model_and_tokenizer, prompts):
     model, tok = tiny_model_and_tokenizer
     model.train()
-    out = sample_completions(model, tok, prompts[:3], autocast_dtype=torch.bfloat16,
-                             generator=torch.Generator().manual_seed(5))
+    out = sample_completions(
+        model,
+        tok,
+        prompts[:3],
+        autocast_dtype=torch.bfloat16,
+        generator=torch.Generator().manual_seed(5),
+    )
     assert model.training
     model.eval()
     for p, row in zip(prompts[:3], out, strict=True):
@@ -193,17 +228,23 @@ def test_bf16_autocast_and_train_mode_restored(tiny_model_and_tokenizer, prompts
 def tiny(arch: str, tok):
     """A 2-layer width-32 Llama, GPT-NeoX or sliding-window Mistral on the test tokenizer."""
     common = {
-        "vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64,
-        "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 128,
-        "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
+        "vocab_size": len(tok),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 128,
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
         "pad_token_id": tok.pad_token_id,
     }
     torch.manual_seed(0)
     if arch == "llama":
         return LlamaForCausalLM(LlamaConfig(num_key_value_heads=1, **common)).eval()
     if arch == "mistral":  # window 8 < prompt + completion: its cache layers slide
-        return MistralForCausalLM(MistralConfig(num_key_value_heads=1, sliding_window=8,
-                                                **common)).eval()
+        return MistralForCausalLM(
+            MistralConfig(num_key_value_heads=1, sliding_window=8, **common)
+        ).eval()
     return GPTNeoXForCausalLM(GPTNeoXConfig(rotary_pct=0.5, **common)).eval()
 
 
@@ -213,8 +254,9 @@ def test_other_architectures(arch, tiny_model_and_tokenizer, prompts):
     model = tiny(arch, tok)
     # Full-attention models decode with fixed shapes; sliding windows fall back to DynamicCache.
     assert supports_slot_decoding(model) == (arch != "mistral")
-    out = sample_completions(model, tok, prompts, num_samples=2, batch_size=4,
-                             generator=torch.Generator().manual_seed(6))
+    out = sample_completions(
+        model, tok, prompts, num_samples=2, batch_size=4, generator=torch.Generator().manual_seed(6)
+    )
     for p, row in zip(prompts, out, strict=True):
         for c in row:
             assert c.logp == pytest.approx(direct_logp(model, p, c.token_ids), abs=1e-4)
@@ -240,10 +282,12 @@ def test_compiled_decoding_matches_uncompiled(tiny_model_and_tokenizer, prompts)
     kw = {"num_samples": 2, "batch_size": 5, "min_new_tokens": 4, "max_new_tokens": 10}
 
     def check():
-        plain = sample_completions(model, tok, prompts,
-                                   generator=torch.Generator().manual_seed(9), **kw)
-        compiled = sample_completions(model, tok, prompts, compile=True,
-                                      generator=torch.Generator().manual_seed(9), **kw)
+        plain = sample_completions(
+            model, tok, prompts, generator=torch.Generator().manual_seed(9), **kw
+        )
+        compiled = sample_completions(
+            model, tok, prompts, compile=True, generator=torch.Generator().manual_seed(9), **kw
+        )
         assert not decoding.FORWARD_STEP.failed
         for p, row, want in zip(prompts, compiled, plain, strict=True):
             assert [c.token_ids for c in row] == [c.token_ids for c in want]
@@ -259,8 +303,9 @@ def test_compiled_decoding_matches_uncompiled(tiny_model_and_tokenizer, prompts)
     check()
 
 
-def test_compile_failure_falls_back_and_warns_once(tiny_model_and_tokenizer, prompts,
-                                                   monkeypatch, caplog):
+def test_compile_failure_falls_back_and_warns_once(
+    tiny_model_and_tokenizer, prompts, monkeypatch, caplog
+):
     # A real failure: inductor cannot find its C++ compiler (and may not reuse cached kernels).
     import torch._inductor.config as inductor_config
 
@@ -270,11 +315,13 @@ def test_compile_failure_falls_back_and_warns_once(tiny_model_and_tokenizer, pro
     monkeypatch.setattr(decoding, "FORWARD_STEP", decoding.MaybeCompiled(decoding.forward_step))
     torch._dynamo.reset()
     kw = {"num_samples": 2, "min_new_tokens": 6, "max_new_tokens": 6}
-    want = sample_completions(model, tok, prompts[:3], generator=torch.Generator().manual_seed(4),
-                              **kw)
+    want = sample_completions(
+        model, tok, prompts[:3], generator=torch.Generator().manual_seed(4), **kw
+    )
     for _ in range(2):
-        got = sample_completions(model, tok, prompts[:3], compile=True,
-                                 generator=torch.Generator().manual_seed(4), **kw)
+        got = sample_completions(
+            model, tok, prompts[:3], compile=True, generator=torch.Generator().manual_seed(4), **kw
+        )
         assert [[c.token_ids for c in row] for row in got] == [
             [c.token_ids for c in row] for row in want
         ]

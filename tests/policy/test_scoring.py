@@ -27,8 +27,12 @@ class FullLogitsOnly(torch.nn.Module):
         self.config = model.config
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, use_cache=False):
-        return self.inner(input_ids=input_ids, attention_mask=attention_mask,
-                          position_ids=position_ids, use_cache=use_cache)
+        return self.inner(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=use_cache,
+        )
 
 
 @pytest.fixture()
@@ -128,9 +132,15 @@ def test_empty_completion_scores_zero_and_bad_input_raises(tiny_model_and_tokeni
 def test_llama_left_padding_matches_single_pairs(tiny_model_and_tokenizer, pairs):
     _, tok = tiny_model_and_tokenizer
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                         max_position_embeddings=128)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=128,
+    )
     model = LlamaForCausalLM(config).eval()
     got = completion_logps(model, *pairs, batch_size=10)
     want = torch.tensor([direct_logp(model, p, c) for p, c in zip(*pairs, strict=True)])

@@ -15,9 +15,15 @@ from apl.types import Judgement, Verdict
 
 def judgement(i: int, verdict: Verdict = Verdict.A) -> Judgement:
     return Judgement(
-        verdict=verdict, rationale=f"reason {i}\nPreferred: {verdict.value}", shown_order="BA",
-        prompt_tokens=10 + i, completion_tokens=5, cost_usd=0.001 * i, latency_s=0.5,
-        judge_id="judge-x", retries=i % 3,
+        verdict=verdict,
+        rationale=f"reason {i}\nPreferred: {verdict.value}",
+        shown_order="BA",
+        prompt_tokens=10 + i,
+        completion_tokens=5,
+        cost_usd=0.001 * i,
+        latency_s=0.5,
+        judge_id="judge-x",
+        retries=i % 3,
     )
 
 

@@ -42,5 +42,3 @@ def _snippet(tokenizer, text: str, rng: random.Random) -> Completion:
 def preferences(tiny_model_and_tokenizer) -> list[Preference]:
     """24 labelled pairs for the tiny model's tokenizer."""
     return make_preferences(tiny_model_and_tokenizer[1], 24)
-
-

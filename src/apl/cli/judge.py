@@ -9,15 +9,18 @@ import typer
 
 from apl.cli import app, handle_errors
 
-
 judge_app = typer.Typer(
     help="Judges: label pairs, check a judge's self-consistency.", no_args_is_help=True
 )
 app.add_typer(judge_app, name="judge")
 
-_JUDGE_OPT = typer.Option("--judge", "-j", help="Judge name (repeatable): imdb_judge, openai_judge, human.")
+_JUDGE_OPT = typer.Option(
+    "--judge", "-j", help="Judge name (repeatable): imdb_judge, openai_judge, human."
+)
 _OPTION_OPT = typer.Option(
-    "--option", "-o", help="Judge option key=value, value as YAML (repeatable), e.g. -o model=gpt-4o."
+    "--option",
+    "-o",
+    help="Judge option key=value, value as YAML (repeatable), e.g. -o model=gpt-4o.",
 )
 _CACHE_OPT = typer.Option(help="Label cache (SQLite). Default: $APL_CACHE_DIR/judgements.sqlite.")
 
@@ -35,12 +38,22 @@ def judge_consistency(
     judge: Annotated[list[str] | None, _JUDGE_OPT] = None,
     temperature: Annotated[
         list[float] | None,
-        typer.Option("--temperature", "-t", help="Judge temperature (repeatable); imdb_judge: noise temperature."),
+        typer.Option(
+            "--temperature",
+            "-t",
+            help="Judge temperature (repeatable); imdb_judge: noise temperature.",
+        ),
     ] = None,
     option: Annotated[list[str] | None, _OPTION_OPT] = None,
-    pairs: Annotated[Path | None, typer.Option(help="JSONL of {prompt, a, b}. Default: IMDB test pairs.")] = None,
-    num_pairs: Annotated[int, typer.Option(min=1, help="Pairs built from IMDB test reviews without --pairs.")] = 50,
-    output_dir: Annotated[Path, typer.Option(help="Where consistency.{md,json,png} go.")] = Path("judge-consistency"),
+    pairs: Annotated[
+        Path | None, typer.Option(help="JSONL of {prompt, a, b}. Default: IMDB test pairs.")
+    ] = None,
+    num_pairs: Annotated[
+        int, typer.Option(min=1, help="Pairs built from IMDB test reviews without --pairs.")
+    ] = 50,
+    output_dir: Annotated[Path, typer.Option(help="Where consistency.{md,json,png} go.")] = Path(
+        "judge-consistency"
+    ),
     cache: Annotated[Path | None, _CACHE_OPT] = None,
     no_cache: Annotated[bool, typer.Option(help="Do not read or write the label cache.")] = False,
     seed: Annotated[int, typer.Option(help="Pair sampling, A/B order and noise draws.")] = 0,
@@ -52,22 +65,41 @@ def judge_consistency(
 
     from apl.config import apply_overrides
     from apl.oracles.consistency import (
-        consistency_markdown, imdb_pairs, load_pairs, plot_consistency, run_consistency,
+        consistency_markdown,
+        imdb_pairs,
+        load_pairs,
+        plot_consistency,
+        run_consistency,
     )
 
     requests = load_pairs(pairs) if pairs else imdb_pairs(num_pairs, seed=seed)
     options = apply_overrides({}, option or [])
     results = run_consistency(
-        judge or ["imdb_judge"], temperature or [], requests, options, _judge_cache(cache, no_cache), seed
+        judge or ["imdb_judge"],
+        temperature or [],
+        requests,
+        options,
+        _judge_cache(cache, no_cache),
+        seed,
     )
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "consistency.md").write_text(consistency_markdown(results))
-    (output_dir / "consistency.json").write_text(json.dumps([r.as_dict() for r in results], indent=2))
+    (output_dir / "consistency.json").write_text(
+        json.dumps([r.as_dict() for r in results], indent=2)
+    )
     png = plot_consistency(results, output_dir / "consistency.png")
     table = Table("judge", "temperature", "pairs", "valid", "agreement", "± SE", "spent USD")
     for r in results:
         temp = "-" if r.temperature is None else f"{r.temperature:g}"
-        table.add_row(r.judge, temp, str(r.num_pairs), str(r.num_valid), f"{r.agreement:.3f}", f"{r.stderr:.3f}", f"{r.spent_usd:.4f}")
+        table.add_row(
+            r.judge,
+            temp,
+            str(r.num_pairs),
+            str(r.num_valid),
+            f"{r.agreement:.3f}",
+            f"{r.stderr:.3f}",
+            f"{r.spent_usd:.4f}",
+        )
     from rich.console import Console
 
     Console().print(table)
@@ -94,7 +126,9 @@ def judge_label(
     from apl.oracles.consistency import load_pairs
 
     requests = load_pairs(pairs)
-    oracle = ORACLES.build(judge, apply_overrides({}, option or []), cache=_judge_cache(cache, no_cache), seed=seed)
+    oracle = ORACLES.build(
+        judge, apply_overrides({}, option or []), cache=_judge_cache(cache, no_cache), seed=seed
+    )
     judgements = oracle.judge_batch(requests)
     with output.open("w", encoding="utf-8") as handle:
         for judgement in judgements:

@@ -32,10 +32,12 @@ def pretrain(
     learning_rate: Annotated[float | None, _pt("Peak AdamW lr.", "learning_rate")] = None,
     eval_every: Annotated[int | None, _pt("Steps between curve points.", "eval_every")] = None,
     bf16: Annotated[
-        bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast. Default: where supported.")
+        bool | None,
+        typer.Option("--bf16/--no-bf16", help="bf16 autocast. Default: where supported."),
     ] = None,
     max_train_reviews: Annotated[
-        int | None, typer.Option(help="Use only the first N train reviews (smoke runs). Default: all.")
+        int | None,
+        typer.Option(help="Use only the first N train reviews (smoke runs). Default: all."),
     ] = None,
 ) -> None:
     """Train the BPE tokenizer and small GPT-2 on IMDB train text (the shipped default model)."""
@@ -43,9 +45,18 @@ def pretrain(
     from apl.pretrain.train import pretrain as run_pretrain
 
     config = make_pretrain_config(
-        output_dir=output_dir, max_steps=max_steps, seed=seed, vocab_size=vocab_size,
-        n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_positions=n_positions,
-        batch_size=batch_size, learning_rate=learning_rate, eval_every=eval_every, bf16=bf16,
+        output_dir=output_dir,
+        max_steps=max_steps,
+        seed=seed,
+        vocab_size=vocab_size,
+        n_layer=n_layer,
+        n_embd=n_embd,
+        n_head=n_head,
+        n_positions=n_positions,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        eval_every=eval_every,
+        bf16=bf16,
         max_train_reviews=max_train_reviews,
     )
     result = run_pretrain(config, command=" ".join(["apl", *sys.argv[1:]]))

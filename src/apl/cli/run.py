@@ -9,11 +9,15 @@ import typer
 
 from apl.cli import app, handle_errors
 
-
 # Options a resumed run may change: limits on spending and waiting, never what is computed.
 RESUME_OVERRIDABLE = (
-    "oracle.budget_usd", "oracle.max_calls", "oracle.concurrency", "oracle.timeout_s",
-    "oracle.max_retries", "oracle.backoff_base_s", "oracle.backoff_max_s",
+    "oracle.budget_usd",
+    "oracle.max_calls",
+    "oracle.concurrency",
+    "oracle.timeout_s",
+    "oracle.max_retries",
+    "oracle.backoff_base_s",
+    "oracle.backoff_max_s",
 )
 
 
@@ -38,7 +42,9 @@ def _load(overrides: list[str] | None, config: Path | None) -> Any:
     return load_config(config, args)
 
 
-_OVERRIDES_HELP = "[CONFIG.yaml] then section.option=value overrides, e.g. loop.query_size=32 seed=1."
+_OVERRIDES_HELP = (
+    "[CONFIG.yaml] then section.option=value overrides, e.g. loop.query_size=32 seed=1."
+)
 _CONFIG_OPT = typer.Option("--config", "-c", help="YAML config; defaults: offline IMDB.")
 
 

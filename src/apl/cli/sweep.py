@@ -59,9 +59,9 @@ def sweep(
 @handle_errors
 def report(
     runs: Annotated[list[Path], typer.Argument(help="Run dirs and/or sweep roots.")],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Report directory.")
-    ] = Path("report"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Report directory.")] = Path(
+        "report"
+    ),
     consistency: Annotated[
         Path | None, typer.Option(help="An `apl judge consistency --output-dir` to include.")
     ] = None,

@@ -53,7 +53,9 @@ def _all_reviews() -> tuple[Review, ...]:
     frame = frame[frame["source"] == "imdb"]  # drop the Rotten Tomatoes rows
     reviews = []
     for row, (text, label) in enumerate(zip(frame["text"], frame["label"], strict=True)):
-        reviews.append(Review(uid=f"imdb-{row:05d}", text=clean_review(str(text)), label=int(label)))
+        reviews.append(
+            Review(uid=f"imdb-{row:05d}", text=clean_review(str(text)), label=int(label))
+        )
     return tuple(reviews)
 
 

@@ -120,28 +120,55 @@ def build_components(config: APLConfig, cache_dir: Path | None = None) -> Compon
     fingerprint = model_fingerprint(resolve_model_path(config.model.model_name_or_path))
     lora = config.model.lora is not None
     reference = ReferenceModel.from_policy(
-        loaded.model, loaded.tokenizer, lora=lora, autocast_dtype=loaded.autocast_dtype,
+        loaded.model,
+        loaded.tokenizer,
+        lora=lora,
+        autocast_dtype=loaded.autocast_dtype,
         batch_size=config.generation.batch_size,
     )
     trainer = DPOTrainer(
-        loaded.model, loaded.tokenizer, config.dpo, reference=reference, seed=config.seed,
+        loaded.model,
+        loaded.tokenizer,
+        config.dpo,
+        reference=reference,
+        seed=config.seed,
         autocast_dtype=loaded.autocast_dtype,
     )
     view = ModelPolicyView(
-        loaded.model, loaded.tokenizer, reference, config.generation, config.dpo.beta,
+        loaded.model,
+        loaded.tokenizer,
+        reference,
+        config.generation,
+        config.dpo.beta,
         generator=torch_generator(loaded.device, derive_seed(config.seed, "sample", 0)),
-        autocast_dtype=loaded.autocast_dtype, is_reference=True,
+        autocast_dtype=loaded.autocast_dtype,
+        is_reference=True,
     )
     train_prompts = task.load_prompts("train", loaded.tokenizer, seed=config.seed)
     test_prompts = task.load_prompts("test", loaded.tokenizer, seed=config.seed)
     logger.info(
         "Task %s: %d train / %d test prompts; model %s on %s (autocast %s); oracle %s; "
         "acquisition %s",
-        config.task.name, len(train_prompts), len(test_prompts),
-        config.model.model_name_or_path, loaded.device, loaded.autocast_dtype,
-        oracle.judge_id, config.acquisition.name,
+        config.task.name,
+        len(train_prompts),
+        len(test_prompts),
+        config.model.model_name_or_path,
+        loaded.device,
+        loaded.autocast_dtype,
+        oracle.judge_id,
+        config.acquisition.name,
     )
     return Components(
-        config, loaded, reference, trainer, view, task, train_prompts, test_prompts, oracle,
-        acquisition, judgement_cache, fingerprint,
+        config,
+        loaded,
+        reference,
+        trainer,
+        view,
+        task,
+        train_prompts,
+        test_prompts,
+        oracle,
+        acquisition,
+        judgement_cache,
+        fingerprint,
     )

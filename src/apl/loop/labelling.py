@@ -83,7 +83,9 @@ def label_round(
         logger.warning(
             "Only %d usable labels from %d candidates (%d ties/invalid); training on what there "
             "is. Raise acquisition.reserve to keep more spare candidates.",
-            usable, len(candidates), dropped,
+            usable,
+            len(candidates),
+            dropped,
         )
     return LabelStats(usable, len(held), dropped, exhausted)
 

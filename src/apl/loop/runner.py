@@ -23,7 +23,13 @@ from apl.config import APLConfig, apply_overrides, config_from_dict, dump_config
 from apl.data import sample_prompts
 from apl.errors import ConfigError, RunStoreError
 from apl.export import export_run
-from apl.loop.components import Components, build_components, derive_seed, round_rng, torch_generator
+from apl.loop.components import (
+    Components,
+    build_components,
+    derive_seed,
+    round_rng,
+    torch_generator,
+)
 from apl.loop.evaluating import evaluate_round, is_waypoint, prepare_evaluation
 from apl.loop.labelling import label_round
 from apl.loop.progress import RunProgress
@@ -99,8 +105,11 @@ class ActiveLoop:
     # --- resume ------------------------------------------------------------------------------
     def _restore(self) -> int:
         """Load the newest checkpoint of a round marked `trained`; return its round (0: theta_0)."""
-        trained = [r for r, path in self.run_dir.checkpoints().items()
-                   if _done(self.ledger.phase(r), "trained")]
+        trained = [
+            r
+            for r, path in self.run_dir.checkpoints().items()
+            if _done(self.ledger.phase(r), "trained")
+        ]
         if not trained:
             return 0
         round = max(trained)
@@ -128,7 +137,9 @@ class ActiveLoop:
     def _acquire(self, round: int) -> None:
         config, c = self.config, self.c
         rng = round_rng(config.seed, round, "acquire")
-        c.view.generator = torch_generator(c.loaded.device, derive_seed(config.seed, "sample", round))
+        c.view.generator = torch_generator(
+            c.loaded.device, derive_seed(config.seed, "sample", round)
+        )
         prompts = sample_prompts(
             c.train_prompts,
             c.acquisition.prompts_needed(config.loop.pool_size),
@@ -137,13 +148,17 @@ class ActiveLoop:
             option="loop.pool_size",
             pool=f"{config.task.name}/train",
         )
-        pairs = c.acquisition.acquire(prompts, TimedView(c.view, self.timer), config.loop.query_size, rng)
+        pairs = c.acquisition.acquire(
+            prompts, TimedView(c.view, self.timer), config.loop.query_size, rng
+        )
         self.ledger.save_candidates(round, pairs)
         release_free_memory()
 
     def _train(self, round: int) -> dict[str, float]:
         preferences = self.ledger.preferences(up_to_round=round)
-        newest = [lp.preference for lp in self.ledger.labelled(up_to_round=round) if lp.round == round]
+        newest = [
+            lp.preference for lp in self.ledger.labelled(up_to_round=round) if lp.round == round
+        ]
         if not preferences:
             logger.warning("Round %d: no usable labels yet; the policy is unchanged.", round)
             return {}
@@ -164,13 +179,22 @@ class ActiveLoop:
             progress.phase(round, "labelling")
             with self.timer.time("label"):
                 stats = label_round(
-                    ledger, self.c.oracle, ledger.candidates(round), M,
-                    on_progress=progress.labels, storage=self._storage(),
+                    ledger,
+                    self.c.oracle,
+                    ledger.candidates(round),
+                    M,
+                    on_progress=progress.labels,
+                    storage=self._storage(),
                 )
-            ledger.log_metrics(round, {
-                "label/usable": stats.usable, "label/asked": stats.asked,
-                "label/dropped": stats.dropped, "label/total": len(ledger.preferences()),
-            })
+            ledger.log_metrics(
+                round,
+                {
+                    "label/usable": stats.usable,
+                    "label/asked": stats.asked,
+                    "label/dropped": stats.dropped,
+                    "label/total": len(ledger.preferences()),
+                },
+            )
             ledger.set_phase(round, "labelled")
         if not _done(ledger.phase(round), "trained"):
             progress.phase(round, "training")
@@ -189,8 +213,13 @@ class ActiveLoop:
                 ledger.log_metrics(round, result.as_metrics())
                 logger.info(
                     "Round %d/%d: %d labels, win-rate %.3f ± %.3f (n=%d, %d invalid)",
-                    round, config.loop.num_rounds, len(ledger.preferences()),
-                    result.win_rate, result.stderr, result.n, result.invalid,
+                    round,
+                    config.loop.num_rounds,
+                    len(ledger.preferences()),
+                    result.win_rate,
+                    result.stderr,
+                    result.n,
+                    result.invalid,
                 )
             ledger.set_phase(round, "evaluated")
         ledger.log_metrics(round, {f"time/{k}": v for k, v in self.timer.totals.items()})
@@ -210,7 +239,9 @@ class ActiveLoop:
             if not self.ledger.baseline():
                 progress.phase(1, "baseline")
                 with self.timer.time("evaluate"):
-                    prepare_evaluation(self.c, self.ledger, BaselineCache(self.run_dir.baselines_dir))
+                    prepare_evaluation(
+                        self.c, self.ledger, BaselineCache(self.run_dir.baselines_dir)
+                    )
             for round in range(1, config.loop.num_rounds + 1):
                 if round <= trained_to and _done(self.ledger.phase(round), "evaluated"):
                     progress.advance(round)
@@ -219,13 +250,13 @@ class ActiveLoop:
                 trained_to = max(trained_to, round)
                 progress.advance(round)
         export_run(self.run_dir.path)
-        self.run_dir.save_final_model(self.c.trainer.accelerator.unwrap_model(self.c.trainer.model), self.c.loaded.tokenizer)
+        self.run_dir.save_final_model(
+            self.c.trainer.accelerator.unwrap_model(self.c.trainer.model), self.c.loaded.tokenizer
+        )
         return RunResult(self.run_dir.path, self.ledger.metrics(), dict(self.timer.totals))
 
 
-def run_active_learning(
-    run_dir: RunDir | APLConfig, cache_dir: Path | None = None
-) -> RunResult:
+def run_active_learning(run_dir: RunDir | APLConfig, cache_dir: Path | None = None) -> RunResult:
     """Build the stages, then run every round left in `run_dir`.
 
     Given a config for a new run, the directory is created only once every stage has been

@@ -1,6 +1,6 @@
 """Judges of (prompt, A, B): the LLM judge, the offline IMDB judge and a human, one registry."""
 
 from apl.oracles import human, imdb_judge, openai_judge  # noqa: F401 - registers each judge
-from apl.oracles.base import ORACLES, JudgeRequest, JudgementCache, Oracle
+from apl.oracles.base import ORACLES, JudgementCache, JudgeRequest, Oracle
 
 __all__ = ["ORACLES", "JudgeRequest", "JudgementCache", "Oracle"]

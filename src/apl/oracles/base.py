@@ -76,7 +76,12 @@ def choose_shown_order(policy: str, seed: int, request: JudgeRequest) -> str:
 def cache_key(judge_id: str, request: JudgeRequest, shown_order: str) -> str:
     """The label cache key: judge identity, shown order, draw and the exact texts."""
     return text_digest(
-        judge_id, shown_order, request.draw, request.prompt, request.completion_a, request.completion_b
+        judge_id,
+        shown_order,
+        request.draw,
+        request.prompt,
+        request.completion_a,
+        request.completion_b,
     )
 
 
@@ -159,8 +164,13 @@ class Oracle(ABC):
             if hit is not None:
                 # A hit used nothing this time: zero cost, tokens and latency.
                 results[i] = replace(
-                    hit, from_cache=True, cost_usd=0.0, prompt_tokens=0, completion_tokens=0,
-                    latency_s=0.0, retries=0,
+                    hit,
+                    from_cache=True,
+                    cost_usd=0.0,
+                    prompt_tokens=0,
+                    completion_tokens=0,
+                    latency_s=0.0,
+                    retries=0,
                 )
                 self.stats.add(cache_hits=1)
             else:

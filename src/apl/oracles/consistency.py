@@ -53,8 +53,12 @@ def measure_consistency(
     oracle: Oracle, requests: list[JudgeRequest], judge: str, temperature: float | None
 ) -> ConsistencyResult:
     """Label `requests` twice (draw 0, then draw 1) and compare."""
-    first = oracle.judge_batch([JudgeRequest(r.prompt, r.completion_a, r.completion_b, 0) for r in requests])
-    second = oracle.judge_batch([JudgeRequest(r.prompt, r.completion_a, r.completion_b, 1) for r in requests])
+    first = oracle.judge_batch(
+        [JudgeRequest(r.prompt, r.completion_a, r.completion_b, 0) for r in requests]
+    )
+    second = oracle.judge_batch(
+        [JudgeRequest(r.prompt, r.completion_a, r.completion_b, 1) for r in requests]
+    )
     p, se, n = agreement([j.verdict for j in first], [j.verdict for j in second])
     spent = oracle.stats.metrics()["judge/spent_usd"]
     return ConsistencyResult(judge, temperature, len(requests), n, p, se, spent)
@@ -73,7 +77,9 @@ def run_consistency(
     for name in judges:
         knob = ORACLES.get(name).temperature_option
         if temperatures and not knob:
-            raise ConfigError(f"--judge {name} has no temperature option; drop --temperature for it.")
+            raise ConfigError(
+                f"--judge {name} has no temperature option; drop --temperature for it."
+            )
         for temperature in temperatures or [None]:
             kwargs = dict(options or {})
             if temperature is not None:
@@ -88,7 +94,9 @@ def load_pairs(path: str | Path) -> list[JudgeRequest]:
     """Pairs from a JSONL file with keys `prompt`, `a`, `b` (one object per line)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"--pairs file {path} does not exist; pass a JSONL file of {{prompt, a, b}}.")
+        raise DataError(
+            f"--pairs file {path} does not exist; pass a JSONL file of {{prompt, a, b}}."
+        )
     requests = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -106,7 +114,9 @@ def load_pairs(path: str | Path) -> list[JudgeRequest]:
     return requests
 
 
-def imdb_pairs(num_pairs: int, seed: int = 0, prompt_words: int = 12, completion_words: int = 20) -> list[JudgeRequest]:
+def imdb_pairs(
+    num_pairs: int, seed: int = 0, prompt_words: int = 12, completion_words: int = 20
+) -> list[JudgeRequest]:
     """Text-only pairs from the IMDB test split: a review's opening, and two other reviews'
     continuations (words after their own openings) as completions A and B."""
     from apl.data.imdb_reviews import load_imdb_reviews
@@ -114,7 +124,9 @@ def imdb_pairs(num_pairs: int, seed: int = 0, prompt_words: int = 12, completion
     reviews = [r.text.split() for r in load_imdb_reviews("test")]
     reviews = [w for w in reviews if len(w) >= prompt_words + completion_words]
     if len(reviews) < 3 * num_pairs:
-        raise DataError(f"--num-pairs ({num_pairs}) needs {3 * num_pairs} test reviews, have {len(reviews)}; lower it.")
+        raise DataError(
+            f"--num-pairs ({num_pairs}) needs {3 * num_pairs} test reviews, have {len(reviews)}; lower it."
+        )
     picks = random.Random(seed).sample(reviews, 3 * num_pairs)
     cut = slice(prompt_words, prompt_words + completion_words)
     return [
@@ -149,13 +161,23 @@ def plot_consistency(results: list[ConsistencyResult], path: str | Path) -> Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [r.judge if r.temperature is None else f"{r.judge}\nT={r.temperature:g}" for r in results]
+    labels = [
+        r.judge if r.temperature is None else f"{r.judge}\nT={r.temperature:g}" for r in results
+    ]
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(results)), 3.5))
-    ax.bar(range(len(results)), [r.agreement for r in results], yerr=[r.stderr for r in results], capsize=4, color="#4c72b0")
+    ax.bar(
+        range(len(results)),
+        [r.agreement for r in results],
+        yerr=[r.stderr for r in results],
+        capsize=4,
+        color="#4c72b0",
+    )
     ax.set_xticks(range(len(results)), labels, fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("self-consistency (agreement)")
-    ax.set_title(f"Judge self-consistency over {results[0].num_pairs if results else 0} pairs, labelled twice")
+    ax.set_title(
+        f"Judge self-consistency over {results[0].num_pairs if results else 0} pairs, labelled twice"
+    )
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)

@@ -28,7 +28,14 @@ from apl.oracles.prompts import load_template
 from apl.oracles.verdict import unswap
 from apl.types import Judgement, Verdict
 
-ANSWERS = {"a": Verdict.A, "b": Verdict.B, "tie": Verdict.TIE, "t": Verdict.TIE, "skip": Verdict.INVALID, "s": Verdict.INVALID}
+ANSWERS = {
+    "a": Verdict.A,
+    "b": Verdict.B,
+    "tie": Verdict.TIE,
+    "t": Verdict.TIE,
+    "skip": Verdict.INVALID,
+    "s": Verdict.INVALID,
+}
 
 
 @ORACLES.register("human")
@@ -86,7 +93,9 @@ class HumanJudge(Oracle):
             answer = ANSWERS.get(line.strip().lower())
             if answer is not None:
                 break
-            out.print(f"Unrecognised answer {line.strip()!r}; type A, B, tie or skip.", markup=False)
+            out.print(
+                f"Unrecognised answer {line.strip()!r}; type A, B, tie or skip.", markup=False
+            )
         verdict = unswap(answer or Verdict.INVALID, shown)
         return Judgement(
             verdict=verdict,

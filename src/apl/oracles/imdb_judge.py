@@ -73,7 +73,9 @@ class ImdbJudge(Oracle):
         self.repetition_weight = repetition_weight
         self.cache_dir = cache_dir
         self._model: SentimentModel | None = None
-        self.judge_id = f"imdb_judge:{RECIPE_VERSION}|rep={repetition_weight:g}|T={noise_temperature:g}"
+        self.judge_id = (
+            f"imdb_judge:{RECIPE_VERSION}|rep={repetition_weight:g}|T={noise_temperature:g}"
+        )
         if noise_temperature > 0:
             self.judge_id += f"|seed={seed}"  # the seed picks the noise draws
 
@@ -107,9 +109,13 @@ class ImdbJudge(Oracle):
         scores, positive = self.score(prompts, completions)
         n = len(requests)
         for i, request in enumerate(requests):
-            done(i, self._decide(request, (scores[i], scores[n + i]), (positive[i], positive[n + i])))
+            done(
+                i, self._decide(request, (scores[i], scores[n + i]), (positive[i], positive[n + i]))
+            )
 
-    def _decide(self, request: JudgeRequest, s: tuple[float, float], p: tuple[float, float]) -> Judgement:
+    def _decide(
+        self, request: JudgeRequest, s: tuple[float, float], p: tuple[float, float]
+    ) -> Judgement:
         s_a, s_b = float(s[0]), float(s[1])
         noise = ""
         if s_a == s_b:
@@ -119,7 +125,11 @@ class ImdbJudge(Oracle):
         else:
             p_a = 1 / (1 + math.exp(-(s_a - s_b) / self.noise_temperature))
             digest = text_digest(
-                "noise", self.seed, request.draw, request.prompt, request.completion_a,
+                "noise",
+                self.seed,
+                request.draw,
+                request.prompt,
+                request.completion_a,
                 request.completion_b,
             )
             u = np.random.default_rng(int(digest[:16], 16)).random()
@@ -132,4 +142,6 @@ class ImdbJudge(Oracle):
             f"{float(p[1]) - s_b:.3f}), so {winner} is better.{noise}\n"
             f"Preferred: {verdict.value}"
         )
-        return Judgement(verdict=verdict, rationale=rationale, shown_order="AB", judge_id=self.judge_id)
+        return Judgement(
+            verdict=verdict, rationale=rationale, shown_order="AB", judge_id=self.judge_id
+        )

@@ -23,8 +23,8 @@ import openai
 from apl.errors import ConfigError, OracleError
 from apl.oracles.base import (
     ORACLES,
-    JudgeRequest,
     JudgementCache,
+    JudgeRequest,
     Oracle,
     cache_key,
     check_order_policy,
@@ -106,7 +106,12 @@ class OpenAIJudge(Oracle):
                 f"max_tokens ({max_tokens}), concurrency ({concurrency}) must be >= 1 and "
                 f"max_retries ({max_retries}) >= 0; fix the oracle options."
             )
-        self.model, self.temperature, self.max_tokens, self.order = model, temperature, max_tokens, order
+        self.model, self.temperature, self.max_tokens, self.order = (
+            model,
+            temperature,
+            max_tokens,
+            order,
+        )
         self.concurrency, self.max_retries = concurrency, max_retries
         self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
         self.max_tokens_param = max_tokens_param
@@ -145,10 +150,15 @@ class OpenAIJudge(Oracle):
     def _make_client(self, base_url: str | None, azure_version: str | None, timeout_s: float):
         if azure_version:
             if not base_url:
-                raise ConfigError("azure_api_version is set but base_url is not; set it to the Azure endpoint.")
+                raise ConfigError(
+                    "azure_api_version is set but base_url is not; set it to the Azure endpoint."
+                )
             return openai.AzureOpenAI(
-                api_key=self._key, azure_endpoint=base_url, api_version=azure_version,
-                max_retries=0, timeout=timeout_s,
+                api_key=self._key,
+                azure_endpoint=base_url,
+                api_version=azure_version,
+                max_retries=0,
+                timeout=timeout_s,
             )
         return openai.OpenAI(api_key=self._key, base_url=base_url, max_retries=0, timeout=timeout_s)
 
@@ -243,7 +253,9 @@ class OpenAIJudge(Oracle):
             )
         except openai.APIStatusError as err:
             if err.status_code == 429 or err.status_code >= 500 or err.status_code == 408:
-                failure = _Transient(f"HTTP {err.status_code}", parse_retry_after(err.response.headers))
+                failure = _Transient(
+                    f"HTTP {err.status_code}", parse_retry_after(err.response.headers)
+                )
             else:
                 failure = OracleError(self._describe(err))
         except openai.APITimeoutError:
@@ -260,7 +272,9 @@ class OpenAIJudge(Oracle):
             text = message.get("content") or ""
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
             snippet = self._redact(raw.text[:80])
-            raise _Transient(f"malformed reply body {snippet!r} ({type(err).__name__})", maybe_billed=True) from None
+            raise _Transient(
+                f"malformed reply body {snippet!r} ({type(err).__name__})", maybe_billed=True
+            ) from None
         usage = body.get("usage") or {}
         tokens = (int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
         if tokens == (0, 0):

@@ -47,7 +47,9 @@ def resolve_price(
     return table[max(prefixes, key=len)] if prefixes else None  # type: ignore[return-value]
 
 
-def call_cost(price: tuple[float, float] | None, prompt_tokens: int, completion_tokens: int) -> float:
+def call_cost(
+    price: tuple[float, float] | None, prompt_tokens: int, completion_tokens: int
+) -> float:
     """USD for one call's usage; 0 when the price is unknown."""
     if price is None:
         return 0.0

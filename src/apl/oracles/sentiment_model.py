@@ -93,8 +93,10 @@ def fit_sentiment_model(seed: int = 0) -> SentimentModel:
     }
     logger.info(
         "Offline IMDB judge fitted in %.1fs: test accuracy %.3f (%.3f on %d-word openings).",
-        fit_s, model.metrics["test_accuracy"],
-        model.metrics[f"test_accuracy_{SNIPPET_WORDS}_words"], SNIPPET_WORDS,
+        fit_s,
+        model.metrics["test_accuracy"],
+        model.metrics[f"test_accuracy_{SNIPPET_WORDS}_words"],
+        SNIPPET_WORDS,
     )
     return model
 

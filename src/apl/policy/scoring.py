@@ -71,8 +71,12 @@ def collate_pairs(
         cut += len(pair[0]) + len(pair[1]) < len(prompt) + len(completion)
         pairs.append(pair)
     if cut:
-        logger.warning("cut %d of %d pairs to max_length=%s (prompt start dropped)",
-                       cut, len(pairs), max_length)
+        logger.warning(
+            "cut %d of %d pairs to max_length=%s (prompt start dropped)",
+            cut,
+            len(pairs),
+            max_length,
+        )
     p_width = max(len(p) for p, _ in pairs)
     c_width = max((len(c) for _, c in pairs), default=0)
     shape = (len(pairs), p_width + c_width)

@@ -68,17 +68,33 @@ class JudgementCache:
             return None
         judge_id, verdict, rationale, order, p_tok, c_tok, cost, latency, retries = row
         return Judgement(
-            verdict=Verdict(verdict), rationale=rationale, shown_order=order, prompt_tokens=p_tok,
-            completion_tokens=c_tok, cost_usd=cost, latency_s=latency, from_cache=True,
-            judge_id=judge_id, retries=retries,
+            verdict=Verdict(verdict),
+            rationale=rationale,
+            shown_order=order,
+            prompt_tokens=p_tok,
+            completion_tokens=c_tok,
+            cost_usd=cost,
+            latency_s=latency,
+            from_cache=True,
+            judge_id=judge_id,
+            retries=retries,
         )
 
     def put(self, key: str, judgement: Judgement) -> None:
         """Store `judgement` under `key` in its own transaction; an existing row is kept."""
         j = judgement
         values = (
-            key, j.judge_id, j.verdict.value, j.rationale, j.shown_order, j.prompt_tokens,
-            j.completion_tokens, j.cost_usd, j.latency_s, j.retries, time.time(),
+            key,
+            j.judge_id,
+            j.verdict.value,
+            j.rationale,
+            j.shown_order,
+            j.prompt_tokens,
+            j.completion_tokens,
+            j.cost_usd,
+            j.latency_s,
+            j.retries,
+            time.time(),
         )
         try:
             with self._lock:
