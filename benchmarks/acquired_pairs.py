@@ -96,30 +96,28 @@ def run_rounds(run: Path) -> tuple[dict[int, dict[str, float]], list[tuple[float
     return means, pairs
 
 
-def print_calibration(pairs: dict[str, list[tuple[float, float]]]) -> None:
+def calibration_table(pairs: dict[str, list[tuple[float, float]]]) -> list[str]:
     """Predicted sigmoid(gap) against the oracle's observed agreement, per gap bin."""
-    print("\n| strategy | gap | pairs | predicted | observed |\n|---|---|---:|---:|---:|")
+    lines = ["| strategy | gap | pairs | predicted | observed |", "|---|---|---:|---:|---:|"]
     for strategy, items in pairs.items():
-        for lo, hi in zip(GAP_BINS, GAP_BINS[1:]):
+        for lo, hi in zip(GAP_BINS, GAP_BINS[1:], strict=False):
             held = [(g, a) for g, a in items if lo <= g < hi]
             if held:
                 predicted = statistics.fmean(1 / (1 + math.exp(-g)) for g, _ in held)
                 observed = statistics.fmean(a for _, a in held)
-                print(
+                lines.append(
                     f"| {strategy} | {lo:g}-{hi:g} | {len(held)} | {predicted:.2f} | {observed:.2f} |"
                 )
+    return lines
 
 
-def main() -> None:
-    """Print one Markdown table: strategy x round, each column averaged over seeds."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("roots", nargs="+", type=Path, help="Sweep roots or run directories.")
-    args = parser.parse_args()
+def acquired_pairs_markdown(roots: list[Path]) -> str:
+    """Both tables (strategy x round, then calibration) as Markdown, over every run under `roots`."""
     table: dict[str, dict[int, dict[str, list[float]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list))
     )
     pairs: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    runs = sorted({p.parent for root in args.roots for p in root.glob("**/ledger.sqlite")})
+    runs = sorted({p.parent for root in roots for p in Path(root).glob("**/ledger.sqlite")})
     for run in runs:
         config = yaml.safe_load((run / "config.yaml").read_text())
         means, run_pairs = run_rounds(run)
@@ -127,15 +125,24 @@ def main() -> None:
         for round_, cols in means.items():
             for key, value in cols.items():
                 table[strategy_name(config)][round_][key].append(value)
-    print("| strategy | round | seeds | " + " | ".join(COLUMNS) + " |")
-    print("|---|---:|---:|" + "---:|" * len(COLUMNS))
-    for strategy, rounds in table.items():
+    lines = [
+        "| strategy | round | seeds | " + " | ".join(COLUMNS) + " |",
+        "|---|---:|---:|" + "---:|" * len(COLUMNS),
+    ]
+    for strategy, rounds in sorted(table.items()):
         for round_ in sorted(rounds):
             cols = rounds[round_]
             cells = [f"{statistics.fmean(cols[c]):.3f}" if cols.get(c) else "-" for c in COLUMNS]
             seeds = max(len(v) for v in cols.values())
-            print(f"| {strategy} | {round_} | {seeds} | " + " | ".join(cells) + " |")
-    print_calibration(pairs)
+            lines.append(f"| {strategy} | {round_} | {seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + [""] + calibration_table(dict(sorted(pairs.items())))) + "\n"
+
+
+def main() -> None:
+    """Print the tables for the sweep roots or run directories given."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("roots", nargs="+", type=Path, help="Sweep roots or run directories.")
+    print(acquired_pairs_markdown(parser.parse_args().roots), end="")
 
 
 if __name__ == "__main__":

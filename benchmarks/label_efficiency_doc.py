@@ -6,9 +6,14 @@ import math
 import time
 from pathlib import Path
 
+from acquired_pairs import acquired_pairs_markdown
+
 from apl.config import APLConfig
 from apl.reports.collect import load_runs
 from apl.reports.tables import aggregate, label_efficiency, random_references
+
+# A hand-written analysis between these markers survives a regenerated RESULTS.md.
+ANALYSIS_START, ANALYSIS_END = "<!-- analysis:start -->", "<!-- analysis:end -->"
 
 READING = """\
 ## Reading the result: what can hide an active-learning gain here
@@ -108,6 +113,10 @@ def write_results(
         report = report.replace(f"]({name})", f"]({rel}/{name})")
     report = report.replace("\n## ", "\n### ")
     parts = ["# Results: does active selection learn faster per label? (offline IMDB)\n"]
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if ANALYSIS_START in old and ANALYSIS_END in old:
+        kept = old[old.index(ANALYSIS_START) : old.index(ANALYSIS_END) + len(ANALYSIS_END)]
+        parts.append(kept + "\n")
     if smoke:
         parts.append(
             "**SMOKE TEST on a tiny random-weight model: the numbers below mean nothing.**\n"
@@ -164,7 +173,14 @@ def write_results(
             ],
             "",
         ]
-    parts += ["## Findings\n", _findings(root), "## Report (`apl report`)\n", report, READING]
+    parts += ["## Findings\n", _findings(root), "## Report (`apl report`)\n", report]
+    repo = path.parent.parent
+    shown = root.relative_to(repo) if root.is_relative_to(repo) else root
+    parts += [
+        f"## What each strategy acquired (`python benchmarks/acquired_pairs.py {shown}`)\n",
+        acquired_pairs_markdown([root]),
+        READING,
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
