@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sqlite3
 import time
 from pathlib import Path
 
@@ -39,6 +40,17 @@ each names the table or figure that tests it.
 - **Scale.** The paper's gap appeared at 256-768 labels with 1024 eval prompts and 9 seeds;
   the plan above is smaller to fit the hour, which favours "no clear difference".
 """
+
+
+def ledger_phase_seconds(root: Path) -> dict[str, float]:
+    """{run dir: seconds in the loop's timed phases}, from each ledger's `time/*` metrics."""
+    out = {}
+    for ledger in sorted(root.glob("*/ledger.sqlite")):
+        db = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
+        (seconds,) = db.execute("SELECT SUM(value) FROM metrics WHERE key LIKE 'time/%'").fetchone()
+        db.close()
+        out[ledger.parent.name] = seconds or 0.0
+    return out
 
 
 def _findings(root: Path) -> str:
@@ -112,6 +124,7 @@ def write_results(
     for name in ("win_rate.png", "bt_histograms.png", "consistency.png"):
         report = report.replace(f"]({name})", f"]({rel}/{name})")
     report = report.replace("\n## ", "\n### ")
+    phase_s = ledger_phase_seconds(root)
     parts = ["# Results: does active selection learn faster per label? (offline IMDB)\n"]
     old = path.read_text(encoding="utf-8") if path.is_file() else ""
     if ANALYSIS_START in old and ANALYSIS_END in old:
@@ -129,6 +142,12 @@ def write_results(
             f"started ({skipped} already complete were skipped), {plan.workers} at a time, one "
             f"CPU thread each; load average {load[0]:.1f} at the start and {load[1]:.1f} at the "
             "end (the machine was shared with other jobs if these exceed the core count)."
+        ),
+        (
+            f"- Phase time recorded in the ledgers, summed over all {len(phase_s)} runs: "
+            f"{sum(phase_s.values()) / 3600:.2f} h (generate, score, label, train, evaluate; "
+            "start-up and baselines excluded), i.e. about "
+            f"{sum(phase_s.values()) / plan.workers / 60:.0f} min at {plan.workers} runs at a time."
         ),
         f"- Failed runs: {', '.join(failed) or 'none'}.",
         (
