@@ -14,6 +14,7 @@ from apl.oracles.consistency import ConsistencyResult, plot_consistency
 from apl.reports.collect import discover_runs, load_runs
 from apl.reports.figures import bt_histograms
 from apl.reports.markdown import write_report
+from apl.reports.tables import random_references
 
 from .synthetic import make_run
 
@@ -167,3 +168,20 @@ def test_cli_report(tmp_path):
     bad = runner.invoke(app, ["report", str(tmp_path / "nope")])
     assert bad.exit_code == 2
     assert bad.output.strip().startswith("error: ") and "does not exist" in bad.output
+
+
+def test_variant_labels_name_only_the_options_a_run_sets(tmp_path):
+    root = tmp_path / "sweep"
+    make_run(root / "random-seed0", win_rates={1: 0.6})
+    make_run(root / "certainty-seed0", acquisition="certainty", win_rates={1: 0.5})
+    make_run(
+        root / "certainty-seed0-least",
+        acquisition="certainty",
+        win_rates={1: 0.7},
+        extra={"acquisition.direction": "least"},
+    )
+    groups, by = load_runs([root])
+    assert list(groups) == ["random", "certainty", "certainty (acquisition.direction=least)"]
+    assert by == ["acquisition.name", "acquisition.direction"]
+    # Both certainty groups still find random as their reference.
+    assert set(random_references(groups).values()) == {"random"}

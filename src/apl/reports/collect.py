@@ -150,7 +150,7 @@ def group_runs(records: list[RunRecord]) -> tuple[dict[str, list[RunRecord]], li
     """Name each run's strategy; return ({strategy: runs}, the config keys grouped by).
 
     The keys are `acquisition.name` plus every other config key whose value differs between
-    runs, except `seed` and `output_dir`; strategies keep the order they first appear in.
+    runs, except `seed` and `output_dir`; a run's label names those it sets (not None).
     """
     flat = [_flatten(r.config.model_dump(mode="json")) for r in records]
     keys = sorted({k for f in flat for k in f})
@@ -165,7 +165,9 @@ def group_runs(records: list[RunRecord]) -> tuple[dict[str, list[RunRecord]], li
     groups: dict[str, list[RunRecord]] = {}
     for record, f in zip(records, flat, strict=True):
         record.group_values = {k: f.get(k) for k in differing}
-        extra = ", ".join(f"{k}={f.get(k)}" for k in differing)
+        # Unset options (absent or None: the function's default) stay out of the label, so a
+        # plain `certainty` next to `certainty (acquisition.direction=least)` reads as such.
+        extra = ", ".join(f"{k}={f[k]}" for k in differing if f.get(k) is not None)
         record.strategy = (
             f"{f['acquisition.name']} ({extra})" if extra else str(f["acquisition.name"])
         )
