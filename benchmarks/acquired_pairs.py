@@ -14,7 +14,8 @@ and, of the policy's evaluation completions after that round:
 
 - eval penalty: their mean `degeneracy_penalty` (reward hacking would show up here); round 0
   is the initial model's completions for the same prompts;
-- win: the round's win-rate.
+- win: the round's win-rate, and win sd / min / max: its spread over seeds (in round 1
+  certainty and hybrid choose at random, so their spread there is that of random choice).
 
 A second table checks the implicit reward model's calibration, pooled over rounds 2+ and
 seeds per strategy: binned by gap, the Bradley-Terry probability sigmoid(gap) it predicts for
@@ -126,13 +127,16 @@ def acquired_pairs_markdown(roots: list[Path]) -> str:
             for key, value in cols.items():
                 table[strategy_name(config)][round_][key].append(value)
     lines = [
-        "| strategy | round | seeds | " + " | ".join(COLUMNS) + " |",
-        "|---|---:|---:|" + "---:|" * len(COLUMNS),
+        "| strategy | round | seeds | " + " | ".join(COLUMNS) + " | win sd | win min | win max |",
+        "|---|---:|---:|" + "---:|" * (len(COLUMNS) + 3),
     ]
     for strategy, rounds in sorted(table.items()):
         for round_ in sorted(rounds):
             cols = rounds[round_]
             cells = [f"{statistics.fmean(cols[c]):.3f}" if cols.get(c) else "-" for c in COLUMNS]
+            wins = cols.get("win", [])
+            spread = [statistics.stdev(wins), min(wins), max(wins)] if len(wins) > 1 else []
+            cells += [f"{v:.3f}" for v in spread] or ["-"] * 3
             seeds = max(len(v) for v in cols.values())
             lines.append(f"| {strategy} | {round_} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines + [""] + calibration_table(dict(sorted(pairs.items())))) + "\n"
