@@ -354,19 +354,27 @@ def test_kill9_at_random_moments_leaves_a_consistent_ledger(tmp_path):
     acked_verdicts: dict[int, str] = {}
     kills_mid_round = 0
     for attempt in range(6):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _WRITER, str(path), str(attempt), str(size)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        first = proc.stdout.readline().strip()
-        if first == "ready":
-            time.sleep(rng.uniform(0.05, 0.6))
-        proc.send_signal(signal.SIGKILL)
-        out, err = proc.communicate(timeout=30)
-        assert first == "ready" and proc.returncode == -signal.SIGKILL, err
-        lines = out.splitlines()
+        errors = tmp_path / f"stderr-{attempt}.txt"
+        with errors.open("w") as stderr:
+            # stdout is read through the one buffered file object, so nothing readline() read
+            # ahead is lost (communicate(timeout=...) would read the raw pipe behind it).
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _WRITER, str(path), str(attempt), str(size)],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
+            first = proc.stdout.readline().strip()
+            if first == "ready":
+                time.sleep(rng.uniform(0.05, 0.6))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+            out = proc.stdout.read()
+            proc.stdout.close()
+        assert first == "ready" and proc.returncode == -signal.SIGKILL, errors.read_text()
+        # An ack is a whole line: with PYTHONUNBUFFERED=1 print() writes each argument
+        # separately, so a kill can leave a partial last line, which acknowledged nothing.
+        lines = out.split("\n")[:-1]
         assert not any(line.startswith("DUPLICATE") for line in lines)
         for line in lines:
             kind, *rest = line.split()
