@@ -260,19 +260,25 @@ def test_kill9_during_checkpoint_saves_never_leaves_a_half_checkpoint(tmp_path):
     rng = random.Random(7)
     acked = -1
     for _ in range(4):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _CHECKPOINT_WRITER, str(run.path)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        first = proc.stdout.readline().strip()
-        if first == "ready":
-            time.sleep(rng.uniform(0.05, 0.5))
-        proc.send_signal(signal.SIGKILL)
-        out, err = proc.communicate(timeout=30)
-        assert first == "ready", err
-        saved = [int(line.split()[1]) for line in out.splitlines() if line.startswith("saved")]
+        errors = tmp_path / "stderr.txt"
+        with errors.open("w") as stderr:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _CHECKPOINT_WRITER, str(run.path)],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
+            first = proc.stdout.readline().strip()
+            if first == "ready":
+                time.sleep(rng.uniform(0.05, 0.5))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+            out = proc.stdout.read()  # the file readline() used: nothing read ahead is lost
+            proc.stdout.close()
+        assert first == "ready", errors.read_text()
+        # Whole lines only: under PYTHONUNBUFFERED=1 a kill can cut the last line short.
+        lines = out.split("\n")[:-1]
+        saved = [int(line.split()[1]) for line in lines if line.startswith("saved ")]
         acked = max([acked, *saved])
         found = run.checkpoints()
         assert max(found) >= acked
