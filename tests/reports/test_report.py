@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from apl.cli import app
 from apl.errors import DataError, RunStoreError
 from apl.oracles.consistency import ConsistencyResult, plot_consistency
+from apl.reports.calibration import calibration, calibration_markdown
 from apl.reports.collect import discover_runs, load_runs
 from apl.reports.figures import bt_histograms
 from apl.reports.markdown import write_report
@@ -185,3 +186,33 @@ def test_variant_labels_name_only_the_options_a_run_sets(tmp_path):
     assert by == ["acquisition.name", "acquisition.direction"]
     # Both certainty groups still find random as their reference.
     assert set(random_references(groups).values()) == {"random"}
+
+
+def test_calibration_bins_the_models_confidence_against_the_oracle(tmp_path):
+    make_run(
+        tmp_path / "certainty-seed0",
+        acquisition="certainty",
+        win_rates={1: 0.5, 2: 0.6},
+        acquired={
+            1: [(0.5, "A"), (0.5, "B")],  # cold start: no preference, left out
+            2: [
+                (0.97, "A"),  # confident 0.97, oracle agreed
+                (0.97, "A"),
+                (0.97, "A"),
+                (0.03, "A"),  # the model preferred B at 0.97: the oracle disagreed
+                (0.35, "B"),  # the model preferred B at 0.65 and the oracle agreed
+                (1.0, "A"),  # the top edge belongs to the last bin
+                (0.9, "tie"),  # not an A/B label: left out
+            ],
+        },
+    )
+    groups, _ = load_runs([tmp_path])
+    bins = calibration(groups)
+    assert [(b.low, b.high, b.pairs) for b in bins] == [(0.6, 0.7, 1), (0.95, 1.0, 5)]
+    assert bins[0].predicted == pytest.approx(0.65) and bins[0].observed == 1.0
+    assert bins[1].predicted == pytest.approx((4 * 0.97 + 1.0) / 5)
+    assert bins[1].observed == pytest.approx(4 / 5)
+    table = calibration_markdown(bins)
+    assert "| certainty | 0.95-1 | 5 | 0.98 | 0.80 |" in table
+    report = write_report([tmp_path], tmp_path / "report").markdown.read_text()
+    assert "## Calibration of the implicit reward" in report and table in report

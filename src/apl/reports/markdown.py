@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from apl.errors import DataError
+from apl.reports.calibration import calibration, calibration_markdown
 from apl.reports.collect import RunRecord, load_runs
 from apl.reports.figures import bt_histograms, histogram_markdown, plot_bt_histograms, plot_win_rate
 from apl.reports.tables import (
@@ -141,6 +142,19 @@ def report_markdown(
             "![BT probability histograms](bt_histograms.png)\n",
             histogram_markdown(hists),
         ]
+        bins = calibration(groups)
+        if bins:
+            parts += [
+                "## Calibration of the implicit reward\n",
+                (
+                    "Acquired A/B pairs after the cold start, pooled over seeds and rounds, binned "
+                    "by the model's confidence in its preferred completion (max(p, 1 - p) under "
+                    "the Bradley-Terry model): the mean confidence against how often the oracle "
+                    "chose that completion. Predicted well above agreed means the implicit reward "
+                    "is overconfident, and ranking by certainty buys pairs it already gets right.\n"
+                ),
+                calibration_markdown(bins),
+            ]
     else:
         parts.append(
             "No acquired pair carries `bt_prob` (acquisition ran with `annotate: false`).\n"
