@@ -142,6 +142,9 @@ def write_results(
             f"started ({skipped} already complete were skipped), {plan.workers} at a time, one "
             f"CPU thread each; load average {load[0]:.1f} at the start and {load[1]:.1f} at the "
             "end (the machine was shared with other jobs if these exceed the core count)."
+            if started
+            else f"- All {skipped} runs were complete from earlier invocations of the same "
+            "command; this one only rebuilt the report and this file."
         ),
         (
             f"- Phase time recorded in the ledgers, summed over all {len(phase_s)} runs: "
