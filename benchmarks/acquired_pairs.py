@@ -27,73 +27,56 @@ its preferred completion against how often the oracle agreed.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import sqlite3
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
-import yaml
-
 from apl.oracles.imdb_judge import degeneracy_penalty
+from apl.reports.collect import load_runs
+from apl.store.ledger import Ledger
+from apl.types import Verdict
 
 GAP_BINS = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, math.inf)
 COLUMNS = ("gap", "agree", "penalty", "dlen", "eval penalty", "win")
 
 
-def strategy_name(config: dict) -> str:
-    """`certainty`, or `certainty (direction=least)` when an option differs from the default."""
-    acquisition = dict(config.get("acquisition", {}))
-    name = acquisition.pop("name", "certainty")
-    options = ", ".join(f"{k}={v}" for k, v in sorted(acquisition.items()))
-    return f"{name} ({options})" if options else name
-
-
-def baseline_completions(run: Path, prompts: dict[str, str]) -> list[dict]:
-    """The initial model's eval completions for this run's prompts, from the sweep's cache."""
-    for path in (run.parent / "baselines").glob("baseline-*.json"):
-        completions = json.loads(path.read_text())["completions"]
-        if {c["uid"] for c in completions} == set(prompts):
-            return completions
-    return []
-
-
 def run_rounds(run: Path) -> tuple[dict[int, dict[str, float]], list[tuple[float, float]]]:
     """({round: {column: value}}, [(gap, agreed) per judged pair of round 2+]) for one run."""
-    db = sqlite3.connect(f"file:{run / 'ledger.sqlite'}?mode=ro", uri=True)
-    out: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    rows = db.execute(
-        "SELECT c.round, c.prompt_text, c.a_text, c.b_text, c.a_token_ids, c.b_token_ids, "
-        "c.extras, v.verdict FROM candidates c JOIN verdicts v ON v.candidate_id = c.id"
-    )
-    for round_, prompt, a, b, a_ids, b_ids, extras, verdict in rows:
-        cols = out[round_]
-        out_pairs = out[-1]
-        rewards = json.loads(extras)
-        r_a, r_b = rewards.get("reward_a"), rewards.get("reward_b")
-        if r_a is not None and r_b is not None:
-            cols["gap"].append(abs(r_a - r_b))
-            if round_ > 1 and verdict in ("A", "B") and r_a != r_b:
-                cols["agree"].append(float((verdict == "A") == (r_a > r_b)))
-                out_pairs["pairs"].append((abs(r_a - r_b), cols["agree"][-1]))
-        cols["penalty"].append((degeneracy_penalty(prompt, a) + degeneracy_penalty(prompt, b)) / 2)
-        cols["dlen"].append(abs(len(json.loads(a_ids)) - len(json.loads(b_ids))))
-    evals = db.execute(
-        "SELECT e.round, p.text, e.text FROM eval_completions e JOIN eval_prompts p USING (uid)"
-    )
-    for round_, prompt, completion in evals:
-        out[round_]["eval penalty"].append(degeneracy_penalty(prompt, completion))
-    prompts = dict(db.execute("SELECT uid, text FROM eval_prompts"))
-    for completion in baseline_completions(run, prompts):
-        out[0]["eval penalty"].append(
-            degeneracy_penalty(prompts[completion["uid"]], completion["text"])
-        )
-    for round_, value in db.execute("SELECT round, value FROM metrics WHERE key='eval/win_rate'"):
-        out[round_]["win"].append(value)
-    db.close()
-    pairs = out.pop(-1, {}).get("pairs", [])
-    means = {r: {k: statistics.fmean(v) for k, v in cols.items() if v} for r, cols in out.items()}
+    cols: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    pairs: list[tuple[float, float]] = []
+    with Ledger(run / "ledger.sqlite") as ledger:
+        for round_ in ledger.rounds():
+            verdicts = ledger.verdicts(round_)
+            for candidate in ledger.candidates(round_):
+                judgement = verdicts.get(candidate.id)
+                if judgement is None:
+                    continue  # scored but never sent to the oracle
+                pair, verdict = candidate.pair, judgement.verdict
+                r_a, r_b = pair.extras.get("reward_a"), pair.extras.get("reward_b")
+                if r_a is not None and r_b is not None:
+                    cols[round_]["gap"].append(abs(r_a - r_b))
+                    if round_ > 1 and verdict in (Verdict.A, Verdict.B) and r_a != r_b:
+                        agreed = float((verdict is Verdict.A) == (r_a > r_b))
+                        cols[round_]["agree"].append(agreed)
+                        pairs.append((abs(r_a - r_b), agreed))
+                prompt = pair.prompt.text
+                penalties = [degeneracy_penalty(prompt, c.text) for c in (pair.a, pair.b)]
+                cols[round_]["penalty"].append(statistics.fmean(penalties))
+                cols[round_]["dlen"].append(abs(len(pair.a.token_ids) - len(pair.b.token_ids)))
+        prompts = {p.uid: p.text for p in ledger.eval_prompts()}
+        evaluated = {0: ledger.baseline()} | {
+            r: ledger.eval_completions(r) for r in ledger.rounds()
+        }
+        for round_, completions in evaluated.items():
+            for uid, completion in completions.items():
+                cols[round_]["eval penalty"].append(
+                    degeneracy_penalty(prompts[uid], completion.text)
+                )
+        for round_, metrics in ledger.metrics().items():
+            if metrics.get("eval/win_rate") is not None:
+                cols[round_]["win"].append(metrics["eval/win_rate"])
+    means = {r: {k: statistics.fmean(v) for k, v in c.items() if v} for r, c in cols.items()}
     return means, pairs
 
 
@@ -118,19 +101,19 @@ def acquired_pairs_markdown(roots: list[Path]) -> str:
         lambda: defaultdict(lambda: defaultdict(list))
     )
     pairs: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    runs = sorted({p.parent for root in roots for p in Path(root).glob("**/ledger.sqlite")})
-    for run in runs:
-        config = yaml.safe_load((run / "config.yaml").read_text())
-        means, run_pairs = run_rounds(run)
-        pairs[strategy_name(config)] += run_pairs
-        for round_, cols in means.items():
-            for key, value in cols.items():
-                table[strategy_name(config)][round_][key].append(value)
+    groups, _ = load_runs(roots)
+    for strategy, records in groups.items():
+        for record in records:
+            means, run_pairs = run_rounds(record.path)
+            pairs[strategy] += run_pairs
+            for round_, cols in means.items():
+                for key, value in cols.items():
+                    table[strategy][round_][key].append(value)
     lines = [
         "| strategy | round | seeds | " + " | ".join(COLUMNS) + " | win sd | win min | win max |",
         "|---|---:|---:|" + "---:|" * (len(COLUMNS) + 3),
     ]
-    for strategy, rounds in sorted(table.items()):
+    for strategy, rounds in table.items():
         for round_ in sorted(rounds):
             cols = rounds[round_]
             cells = [f"{statistics.fmean(cols[c]):.3f}" if cols.get(c) else "-" for c in COLUMNS]
@@ -139,7 +122,7 @@ def acquired_pairs_markdown(roots: list[Path]) -> str:
             cells += [f"{v:.3f}" for v in spread] or ["-"] * 3
             seeds = max(len(v) for v in cols.values())
             lines.append(f"| {strategy} | {round_} | {seeds} | " + " | ".join(cells) + " |")
-    return "\n".join(lines + [""] + calibration_table(dict(sorted(pairs.items())))) + "\n"
+    return "\n".join(lines + [""] + calibration_table(pairs)) + "\n"
 
 
 def main() -> None:

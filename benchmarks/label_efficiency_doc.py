@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sqlite3
 import time
 from pathlib import Path
 
@@ -44,13 +43,14 @@ each names the table or figure that tests it.
 
 def ledger_phase_seconds(root: Path) -> dict[str, float]:
     """{run dir: seconds in the loop's timed phases}, from each ledger's `time/*` metrics."""
-    out = {}
-    for ledger in sorted(root.glob("*/ledger.sqlite")):
-        db = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
-        (seconds,) = db.execute("SELECT SUM(value) FROM metrics WHERE key LIKE 'time/%'").fetchone()
-        db.close()
-        out[ledger.parent.name] = seconds or 0.0
-    return out
+    groups, _ = load_runs([root])
+    return {
+        record.path.name: sum(
+            v or 0.0 for m in record.metrics.values() for k, v in m.items() if k.startswith("time/")
+        )
+        for records in groups.values()
+        for record in records
+    }
 
 
 def _findings(root: Path) -> str:

@@ -14,31 +14,26 @@ from __future__ import annotations
 
 import argparse
 import re
-import sqlite3
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
-import yaml
+from apl.reports.collect import RunRecord, load_runs
 
 
-def run_key(run: Path) -> tuple[str, int]:
-    """(acquisition name, seed) from a run's config."""
-    config = yaml.safe_load((run / "config.yaml").read_text())
-    return config.get("acquisition", {}).get("name", "certainty"), int(config.get("seed", 0))
+def records_under(root: Path) -> list[RunRecord]:
+    """Every run under a sweep root, as `apl report` loads it."""
+    groups, _ = load_runs([root])
+    return [record for records in groups.values() for record in records]
 
 
-def win_rates(run: Path) -> dict[int, float]:
-    """{round: eval/win_rate} from the run's ledger."""
-    db = sqlite3.connect(f"file:{run / 'ledger.sqlite'}?mode=ro", uri=True)
-    rows = db.execute("SELECT round, value FROM metrics WHERE key = 'eval/win_rate'").fetchall()
-    db.close()
-    return dict(rows)
-
-
-def runs_under(root: Path) -> list[Path]:
-    """Run directories directly under a sweep root."""
-    return sorted(p.parent for p in root.glob("*/ledger.sqlite"))
+def win_rates(record: RunRecord) -> dict[int, float]:
+    """{round: eval/win_rate} for the run's evaluated rounds."""
+    return {
+        r: m["eval/win_rate"]
+        for r, m in record.metrics.items()
+        if m.get("eval/win_rate") is not None
+    }
 
 
 def main() -> None:
@@ -48,21 +43,22 @@ def main() -> None:
     parser.add_argument("variants", nargs="+", type=Path, help="Sweep roots of variant runs.")
     parser.add_argument("--against", default=None, help="Pair by seed with this acquisition.")
     args = parser.parse_args()
-    base: dict = {run_key(run): win_rates(run) for run in runs_under(args.base)}
-    if args.against is not None:
-        base = {seed: rates for (name, seed), rates in base.items() if name == args.against}
+    base = {
+        (r.config.acquisition.name, r.seed): win_rates(r)
+        for r in records_under(args.base)
+        if args.against in (None, r.config.acquisition.name)
+    }
     diffs: dict[tuple[str, int], list[float]] = defaultdict(list)
     for root in args.variants:
-        for run in runs_under(root):
-            key = run_key(run)
-            if args.against is not None:
-                if key[0] == args.against:
-                    continue
-                key = key[1]
+        for record in records_under(root):
+            name = record.config.acquisition.name
+            if name == args.against:
+                continue
+            key = (args.against or name, record.seed)
             if key not in base:
                 continue
-            label = f"{root.name}/" + re.sub(r"-seed\d+", "", run.name)
-            for round_, value in win_rates(run).items():
+            label = f"{root.name}/" + re.sub(r"-seed\d+", "", record.path.name)
+            for round_, value in win_rates(record).items():
                 if round_ in base[key]:
                     diffs[(label, round_)].append(value - base[key][round_])
     print("| variant | round | seeds | minus base, mean ± SE |")
