@@ -12,6 +12,8 @@ from apl.errors import RunStoreError
 from apl.store.ledger import Ledger
 from apl.types import Completion, Judgement, Pair, Prompt, Verdict
 
+from .killed_writer import run_and_kill
+
 
 def make_pairs(n: int, tag: str, seed: int = 0) -> list[Pair]:
     """n distinct pairs with random token ids, log-probs and extras."""
@@ -343,38 +345,18 @@ with Ledger(path) as led:
 
 def test_kill9_at_random_moments_leaves_a_consistent_ledger(tmp_path):
     """A real writer process is SIGKILLed at random moments; every acked write must survive."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
     path, size = tmp_path / "ledger.sqlite", 40
     rng = random.Random(1234)
     acked_rounds: set[int] = set()
     acked_verdicts: dict[int, str] = {}
     kills_mid_round = 0
     for attempt in range(6):
-        errors = tmp_path / f"stderr-{attempt}.txt"
-        with errors.open("w") as stderr:
-            # stdout is read through the one buffered file object, so nothing readline() read
-            # ahead is lost (communicate(timeout=...) would read the raw pipe behind it).
-            proc = subprocess.Popen(
-                [sys.executable, "-c", _WRITER, str(path), str(attempt), str(size)],
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-            )
-            first = proc.stdout.readline().strip()
-            if first == "ready":
-                time.sleep(rng.uniform(0.05, 0.6))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-            out = proc.stdout.read()
-            proc.stdout.close()
-        assert first == "ready" and proc.returncode == -signal.SIGKILL, errors.read_text()
-        # An ack is a whole line: with PYTHONUNBUFFERED=1 print() writes each argument
-        # separately, so a kill can leave a partial last line, which acknowledged nothing.
-        lines = out.split("\n")[:-1]
+        lines = run_and_kill(
+            _WRITER,
+            [str(path), str(attempt), str(size)],
+            rng.uniform(0.05, 0.6),
+            tmp_path / f"stderr-{attempt}.txt",
+        )
         assert not any(line.startswith("DUPLICATE") for line in lines)
         for line in lines:
             kind, *rest = line.split()

@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,8 @@ from apl.store.fs import storage_errors
 from apl.store.ledger import Ledger
 from apl.store.run_dir import CONFIG_FILE, load_run_dir, open_run_dir
 from apl.types import Completion, Judgement, Pair, Prompt, Verdict
+
+from .killed_writer import run_and_kill
 
 
 def make_config(out: Path, **sections):
@@ -260,24 +261,9 @@ def test_kill9_during_checkpoint_saves_never_leaves_a_half_checkpoint(tmp_path):
     rng = random.Random(7)
     acked = -1
     for _ in range(4):
-        errors = tmp_path / "stderr.txt"
-        with errors.open("w") as stderr:
-            proc = subprocess.Popen(
-                [sys.executable, "-c", _CHECKPOINT_WRITER, str(run.path)],
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-            )
-            first = proc.stdout.readline().strip()
-            if first == "ready":
-                time.sleep(rng.uniform(0.05, 0.5))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-            out = proc.stdout.read()  # the file readline() used: nothing read ahead is lost
-            proc.stdout.close()
-        assert first == "ready", errors.read_text()
-        # Whole lines only: under PYTHONUNBUFFERED=1 a kill can cut the last line short.
-        lines = out.split("\n")[:-1]
+        lines = run_and_kill(
+            _CHECKPOINT_WRITER, [str(run.path)], rng.uniform(0.05, 0.5), tmp_path / "stderr.txt"
+        )
         saved = [int(line.split()[1]) for line in lines if line.startswith("saved ")]
         acked = max([acked, *saved])
         found = run.checkpoints()
