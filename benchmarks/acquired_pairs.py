@@ -17,9 +17,8 @@ and, of the policy's evaluation completions after that round:
 - win: the round's win-rate, and win sd / min / max: its spread over seeds (in round 1
   certainty and hybrid choose at random, so their spread there is that of random choice).
 
-A second table checks the implicit reward model's calibration, pooled over rounds 2+ and
-seeds per strategy: binned by gap, the Bradley-Terry probability sigmoid(gap) it predicts for
-its preferred completion against how often the oracle agreed.
+The implicit reward's calibration (confidence against the oracle's agreement) is a section of
+`apl report` (apl.reports.calibration).
 
     python benchmarks/acquired_pairs.py runs/label-efficiency [runs/certainty-variants ...]
 """
@@ -27,7 +26,6 @@ its preferred completion against how often the oracle agreed.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -37,14 +35,12 @@ from apl.reports.collect import load_runs
 from apl.store.ledger import Ledger
 from apl.types import Verdict
 
-GAP_BINS = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, math.inf)
 COLUMNS = ("gap", "agree", "penalty", "dlen", "eval penalty", "win")
 
 
-def run_rounds(run: Path) -> tuple[dict[int, dict[str, float]], list[tuple[float, float]]]:
-    """({round: {column: value}}, [(gap, agreed) per judged pair of round 2+]) for one run."""
+def run_rounds(run: Path) -> dict[int, dict[str, float]]:
+    """{round: {column: value}} for one run."""
     cols: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    pairs: list[tuple[float, float]] = []
     with Ledger(run / "ledger.sqlite") as ledger:
         for round_ in ledger.rounds():
             verdicts = ledger.verdicts(round_)
@@ -59,7 +55,6 @@ def run_rounds(run: Path) -> tuple[dict[int, dict[str, float]], list[tuple[float
                     if round_ > 1 and verdict in (Verdict.A, Verdict.B) and r_a != r_b:
                         agreed = float((verdict is Verdict.A) == (r_a > r_b))
                         cols[round_]["agree"].append(agreed)
-                        pairs.append((abs(r_a - r_b), agreed))
                 prompt = pair.prompt.text
                 penalties = [degeneracy_penalty(prompt, c.text) for c in (pair.a, pair.b)]
                 cols[round_]["penalty"].append(statistics.fmean(penalties))
@@ -76,37 +71,18 @@ def run_rounds(run: Path) -> tuple[dict[int, dict[str, float]], list[tuple[float
         for round_, metrics in ledger.metrics().items():
             if metrics.get("eval/win_rate") is not None:
                 cols[round_]["win"].append(metrics["eval/win_rate"])
-    means = {r: {k: statistics.fmean(v) for k, v in c.items() if v} for r, c in cols.items()}
-    return means, pairs
-
-
-def calibration_table(pairs: dict[str, list[tuple[float, float]]]) -> list[str]:
-    """Predicted sigmoid(gap) against the oracle's observed agreement, per gap bin."""
-    lines = ["| strategy | gap | pairs | predicted | observed |", "|---|---|---:|---:|---:|"]
-    for strategy, items in pairs.items():
-        for lo, hi in zip(GAP_BINS, GAP_BINS[1:], strict=False):
-            held = [(g, a) for g, a in items if lo <= g < hi]
-            if held:
-                predicted = statistics.fmean(1 / (1 + math.exp(-g)) for g, _ in held)
-                observed = statistics.fmean(a for _, a in held)
-                lines.append(
-                    f"| {strategy} | {lo:g}-{hi:g} | {len(held)} | {predicted:.2f} | {observed:.2f} |"
-                )
-    return lines
+    return {r: {k: statistics.fmean(v) for k, v in c.items() if v} for r, c in cols.items()}
 
 
 def acquired_pairs_markdown(roots: list[Path]) -> str:
-    """Both tables (strategy x round, then calibration) as Markdown, over every run under `roots`."""
+    """The strategy x round table as Markdown, over every run under `roots`."""
     table: dict[str, dict[int, dict[str, list[float]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list))
     )
-    pairs: dict[str, list[tuple[float, float]]] = defaultdict(list)
     groups, _ = load_runs(roots)
     for strategy, records in groups.items():
         for record in records:
-            means, run_pairs = run_rounds(record.path)
-            pairs[strategy] += run_pairs
-            for round_, cols in means.items():
+            for round_, cols in run_rounds(record.path).items():
                 for key, value in cols.items():
                     table[strategy][round_][key].append(value)
     lines = [
@@ -122,7 +98,7 @@ def acquired_pairs_markdown(roots: list[Path]) -> str:
             cells += [f"{v:.3f}" for v in spread] or ["-"] * 3
             seeds = max(len(v) for v in cols.values())
             lines.append(f"| {strategy} | {round_} | {seeds} | " + " | ".join(cells) + " |")
-    return "\n".join(lines + [""] + calibration_table(pairs)) + "\n"
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
