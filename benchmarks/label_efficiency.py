@@ -151,13 +151,11 @@ def make_plan(
 
 def earlier_sizes(root: Path) -> tuple[int, int, int] | None:
     """(M, S, T) of runs an earlier invocation left under `root`, so a resumed benchmark keeps them."""
-    import yaml
+    from apl.config import load_config
 
     for config in sorted(root.glob("*/config.yaml")):
-        loop = yaml.safe_load(config.read_text()).get("loop", {})
-        M, S, B = loop.get("query_size"), loop.get("pool_size"), loop.get("label_budget")
-        if M and S and B:
-            return int(M), int(S), int(B) // int(M)
+        loop = load_config(config).loop
+        return loop.query_size, loop.pool_size, loop.num_rounds
     return None
 
 
