@@ -33,6 +33,7 @@ from apl.loop.components import (
 from apl.loop.evaluating import evaluate_round, is_waypoint, prepare_evaluation
 from apl.loop.labelling import label_round
 from apl.loop.progress import RunProgress
+from apl.loop.spending import track_spend
 from apl.memory import release_free_memory
 from apl.store.baseline_cache import BaselineCache
 from apl.store.fs import replace_dir_atomic, write_text_atomic
@@ -273,7 +274,11 @@ def run_active_learning(run_dir: RunDir | APLConfig, cache_dir: Path | None = No
     try:
         if not isinstance(run_dir, RunDir):
             run_dir = open_run_dir(config)
-        with run_dir.exclusive(), run_dir.open_ledger() as ledger:
+        with (
+            run_dir.exclusive(),
+            run_dir.open_ledger() as ledger,
+            track_spend(components.oracle, run_dir),  # limits hold across processes
+        ):
             return ActiveLoop(run_dir, components, ledger).run()
     finally:
         components.close()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from apl.errors import APLError, ConfigError
+from apl.oracles.budget import SpendJournal
 from apl.registry import Registry
 from apl.types import Judgement, Verdict
 
@@ -134,6 +135,9 @@ class Oracle(ABC):
         self.cache = cache
         self.seed = seed
         self.stats = JudgeStats()
+
+    def use_spend_journal(self, journal: SpendJournal) -> None:
+        """Count this judge's paid calls in `journal` (the run's ledger); free judges ignore it."""
 
     @abstractmethod
     def judge(self, request: JudgeRequest) -> Judgement:

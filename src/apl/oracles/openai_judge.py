@@ -3,7 +3,8 @@
 Works with OpenAI, Azure OpenAI (`azure_api_version`), vLLM, Ollama and llama.cpp's server
 (`base_url`). The key is read from the environment variable `api_key_env` only, and scrubbed
 from every error message. Retries are our own bounded loop (the client's `max_retries=0`), so
-each one is counted, charged to the call budget and honours `Retry-After` exactly.
+each one is counted, charged to the call budget and honours `Retry-After` exactly (up to
+`max_retry_after_s`; a longer requested wait is an error, not early retries).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from apl.oracles.base import (
     check_order_policy,
     choose_shown_order,
 )
-from apl.oracles.pricing import Budget, call_cost, resolve_price, worst_case_prompt_tokens
+from apl.oracles.budget import Budget, SpendJournal
+from apl.oracles.pricing import call_cost, resolve_price, worst_case_prompt_tokens
 from apl.oracles.prompts import load_template
 from apl.oracles.verdict import combine_orders, is_order_flip, parse_verdict, unswap
 from apl.types import Judgement
@@ -87,7 +89,10 @@ class OpenAIJudge(Oracle):
         timeout_s: float = 60.0,
         max_retries: int = 5,
         backoff_base_s: float = 1.0,
-        backoff_max_s: float = 60.0,
+        backoff_max_s: float = 60.0,  # caps our own backoff, never a server's Retry-After
+        # A server asking for a longer wait is an error: sleeping hours inside a run helps nobody,
+        # and retrying sooner only burns max_retries. 5 minutes covers per-minute rate limits.
+        max_retry_after_s: float = 300.0,
         budget_usd: float | None = None,
         max_calls: int | None = None,  # HTTP requests, retries included
         prices: dict[str, tuple[float, float]] | None = None,  # model -> USD per 1M (in, out)
@@ -98,7 +103,11 @@ class OpenAIJudge(Oracle):
     ) -> None:
         super().__init__(cache=cache, seed=seed)
         check_order_policy(order)
-        for name, value in (("temperature", temperature), ("timeout_s", timeout_s)):
+        for name, value in (
+            ("temperature", temperature),
+            ("timeout_s", timeout_s),
+            ("max_retry_after_s", max_retry_after_s),
+        ):
             if value < 0:
                 raise ConfigError(f"{name} ({value}) is negative; use a value >= 0.")
         if max_tokens < 1 or concurrency < 1 or max_retries < 0:
@@ -114,6 +123,7 @@ class OpenAIJudge(Oracle):
         )
         self.concurrency, self.max_retries = concurrency, max_retries
         self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
+        self.max_retry_after_s = max_retry_after_s
         self.max_tokens_param = max_tokens_param
         self.template = load_template(template_file or template)
         self.price = resolve_price(model, prices)
@@ -188,27 +198,32 @@ class OpenAIJudge(Oracle):
             return replace(
                 hit, cost_usd=0.0, prompt_tokens=0, completion_tokens=0, latency_s=0.0, retries=0
             )
-        judgement = self._ask(request, shown)
-        if self.cache is not None:
-            self.cache.put(key, judgement)
-        return judgement
+        return self._ask(request, shown)  # stores its answer under `key` itself
+
+    def use_spend_journal(self, journal: SpendJournal) -> None:
+        """Count every request in `journal` (the run's ledger) from now on."""
+        self.budget.use_journal(journal)
 
     def _ask(self, request: JudgeRequest, shown: str) -> Judgement:
+        """One judgement in one order: reserve, send, store the answer, then settle the call."""
         first, second = request.completion_a, request.completion_b
         if shown == "BA":
             first, second = second, first
         messages = self.template.render(request.prompt, first, second)
         worst_usd = call_cost(self.price, worst_case_prompt_tokens(messages), self.max_tokens)
+        key = cache_key(self.judge_id, request, shown)
         for attempt in range(self.max_retries + 1):
-            self.budget.reserve(worst_usd)  # raises BudgetExceededError before anything is sent
+            # Written ahead (a ledger journal commits it) before anything is sent; raises
+            # BudgetExceededError instead when the call might pass a limit.
+            token = self.budget.reserve(worst_usd, self.judge_id, key)
             self.stats.add(calls=1)
-            charged = 0.0
+            charged, failed = worst_usd, True  # unknown outcome (e.g. interrupted): worst case
             started = time.monotonic()
             try:
                 text, usage = self._send(messages)
                 prompt_tokens, completion_tokens = usage
                 charged = call_cost(self.price, *usage) if usage != (0, 0) else worst_usd
-                return Judgement(
+                judgement = Judgement(
                     verdict=unswap(parse_verdict(text), shown),
                     rationale=text,
                     shown_order=shown,
@@ -219,12 +234,19 @@ class OpenAIJudge(Oracle):
                     judge_id=self.judge_id,
                     retries=attempt,
                 )
+                if self.cache is not None:
+                    # Stored before the call is settled: once settled, the answer is on disk.
+                    self.cache.put(key, judgement)
+                failed = False
+                return judgement
             except _Transient as fault:
-                if fault.maybe_billed:
-                    charged = worst_usd  # unknown usage: count the worst case
+                charged = worst_usd if fault.maybe_billed else 0.0
                 reason, wait_s = str(fault), fault.wait_s
+            except OracleError:
+                charged = 0.0  # an HTTP error status: the server did no billable work
+                raise
             finally:
-                self.budget.settle(worst_usd, charged)
+                self.budget.settle(token, charged, failed)
                 self.stats.add_cost(charged)
             if attempt == self.max_retries:
                 break
@@ -238,8 +260,16 @@ class OpenAIJudge(Oracle):
         )
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """The server's Retry-After as asked, else exponential backoff with equal jitter."""
         if retry_after is not None:
-            return min(retry_after, self.backoff_max_s)
+            if retry_after > self.max_retry_after_s:
+                raise OracleError(
+                    f"Judge {self.model} at {self.base_url} asked to wait {retry_after:.0f} s "
+                    f"(Retry-After) before retrying, more than max_retry_after_s "
+                    f"({self.max_retry_after_s:g}); raise oracle.max_retry_after_s to wait, "
+                    "or resume later (paid labels are kept)."
+                )
+            return retry_after
         full = min(self.backoff_base_s * 2**attempt, self.backoff_max_s)
         return full / 2 + self._jitter.uniform(0, full / 2)  # "equal jitter"
 

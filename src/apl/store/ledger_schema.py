@@ -13,7 +13,7 @@ from typing import Any
 from apl.errors import RunStoreError
 from apl.types import Completion, Judgement, Prompt, Verdict
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: oracle_calls, the write-ahead journal of paid judge calls
 PHASES = ("candidates", "labelled", "trained", "evaluated")  # a round's steps, in order
 BUSY_TIMEOUT_MS = 30_000  # `apl status` may read while a run writes; wait rather than fail
 
@@ -23,6 +23,31 @@ _JUDGEMENT_COLUMNS = """
     prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
     cost_usd REAL NOT NULL, latency_s REAL NOT NULL, from_cache INTEGER NOT NULL,
     judge_id TEXT NOT NULL, retries INTEGER NOT NULL, created_at REAL NOT NULL"""
+
+# One row per HTTP request to a paid judge, written (and committed) before the request leaves;
+# see store/spend_journal.py. A sweep's shared spend file holds the same table.
+ORACLE_CALLS_SCHEMA = """
+CREATE TABLE oracle_calls (
+    id INTEGER PRIMARY KEY,
+    judge_id TEXT NOT NULL,
+    request_key TEXT NOT NULL,
+    run TEXT,
+    state TEXT NOT NULL CHECK (state IN ('in_flight', 'settled', 'failed', 'refused')),
+    worst_usd REAL NOT NULL,
+    actual_usd REAL,
+    calls INTEGER NOT NULL DEFAULT 1,
+    pid INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    settled_at REAL);
+CREATE INDEX oracle_calls_state ON oracle_calls (state, id);
+"""
+# (USD counted, requests, unsettled rows): a settled or failed call at its cost, an unsettled
+# one (in flight, or lost when its process died) at its worst case; refusals are not calls.
+CALL_TOTALS = (
+    "SELECT COALESCE(SUM(CASE state WHEN 'in_flight' THEN worst_usd ELSE actual_usd END), 0.0), "
+    "COALESCE(SUM(calls), 0), COALESCE(SUM(state = 'in_flight'), 0) "
+    "FROM oracle_calls WHERE state != 'refused'"
+)
 
 SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -62,16 +87,22 @@ CREATE TABLE eval_completions (
 CREATE TABLE eval_verdicts (
     round INTEGER NOT NULL, uid TEXT NOT NULL REFERENCES eval_prompts (uid),{_JUDGEMENT_COLUMNS},
     PRIMARY KEY (round, uid));
-"""
+{ORACLE_CALLS_SCHEMA}"""
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, check_same_thread: bool = True) -> sqlite3.Connection:
     """Open (creating if needed) a ledger with WAL, synchronous=FULL and foreign keys on.
 
     synchronous=FULL: the ledger holds paid labels, so a commit must survive a power cut,
     not just a killed process; docs/STORE.md measures what that costs per verdict.
+    `check_same_thread=False` for a connection its owner guards with a lock (the call journal).
     """
-    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn = sqlite3.connect(
+        path,
+        isolation_level=None,
+        timeout=BUSY_TIMEOUT_MS / 1000,
+        check_same_thread=check_same_thread,
+    )
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
@@ -96,12 +127,41 @@ def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
             )
             return
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    version = int(row[0]) if row else -1
+        version = int(row[0]) if row else -1
+        while version in MIGRATIONS:  # older ledgers move forward in place, in this transaction
+            MIGRATIONS[version](conn)
+            version += 1
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
     if version != SCHEMA_VERSION:
         raise RunStoreError(
             f"Ledger {path} has schema version {version}, this apl reads version "
             f"{SCHEMA_VERSION}; use the apl version that made the run, or a new output_dir."
         )
+
+
+def _add_oracle_calls(conn: sqlite3.Connection) -> None:
+    """1 -> 2: the call journal, opened with what the run paid before it existed.
+
+    Per judge, one settled row sums the stored verdicts' costs and counts their requests
+    (retries included; two for a `both` verdict), so earlier spend counts against the limit.
+    """
+    for statement in ORACLE_CALLS_SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    for table in ("verdicts", "eval_verdicts"):
+        conn.execute(
+            "INSERT INTO oracle_calls (judge_id, request_key, state, worst_usd, actual_usd, "
+            "calls, pid, started_at, settled_at) "
+            f"SELECT judge_id, 'before-journal:{table}', 'settled', SUM(cost_usd), "
+            "SUM(cost_usd), SUM(1 + retries + (shown_order = 'both')), 0, MIN(created_at), "
+            f"MAX(created_at) FROM {table} "
+            "WHERE from_cache = 0 AND (cost_usd > 0 OR judge_id LIKE 'openai_judge:%') "
+            "GROUP BY judge_id"
+        )
+
+
+# version -> the step that brings a ledger of that version to the next one.
+MIGRATIONS = {1: _add_oracle_calls}
 
 
 @contextlib.contextmanager

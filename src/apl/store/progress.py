@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apl.store.fs import guarded
-from apl.store.ledger_schema import PHASES, transaction
+from apl.store.ledger_schema import CALL_TOTALS, PHASES, transaction
+from apl.store.spend_journal import JournalTotals
 
 _guarded = guarded("use the ledger")
 
@@ -21,6 +22,11 @@ class Spend:
     eval_usd: float
     oracle_calls: int  # judgements not answered from the judgement cache (label + eval)
     cache_hits: int  # judgements the cache answered, at no cost
+    # From the write-ahead call journal (paid judges only), over every process of the run:
+    counted_usd: float = 0.0  # what oracle.budget_usd is checked against: every request, a
+    # failed one at what it may have cost, an unsettled one at its worst case
+    requests: int = 0  # HTTP requests, retries included: what oracle.max_calls is checked against
+    unsettled: int = 0  # requests in flight, or lost in flight when a process died
 
     @property
     def total_usd(self) -> float:
@@ -42,6 +48,9 @@ class RunStatus:
     win_rate: float | None  # latest `eval/win_rate`
     win_rate_stderr: float | None
     win_rate_round: int | None
+    budget_usd: float | None = None  # the run's oracle.budget_usd / max_calls (None: no limit)
+    max_calls: int | None = None
+    sweep: JournalTotals | None = None  # the sweep's shared spend and limits, if it has one
 
 
 class ProgressRecords:
@@ -104,7 +113,16 @@ class ProgressRecords:
             ).fetchone()
             for table in ("verdicts", "eval_verdicts")
         ]
-        return Spend(sums[0][0], sums[1][0], sums[0][1] + sums[1][1], sums[0][2] + sums[1][2])
+        counted, requests, unsettled = self._conn.execute(CALL_TOTALS).fetchone()
+        return Spend(
+            sums[0][0],
+            sums[1][0],
+            sums[0][1] + sums[1][1],
+            sums[0][2] + sums[1][2],
+            counted,
+            requests,
+            unsettled,
+        )
 
     @_guarded
     def status(self, num_rounds: int) -> RunStatus:

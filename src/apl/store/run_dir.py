@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from apl.config import APLConfig, config_from_dict, dump_config
 from apl.errors import RunStoreError
 from apl.store.fs import replace_dir_atomic, storage_errors, write_text_atomic
 from apl.store.ledger import Ledger, RunStatus
+from apl.store.spend_journal import CallJournal, sweep_spend_file
 
 logger = logging.getLogger(__name__)
 
@@ -108,9 +109,18 @@ class RunDir:
         return Ledger(self.ledger_path)
 
     def status(self) -> RunStatus:
-        """Progress summary for `apl status` (rounds out of config.loop.num_rounds)."""
+        """Progress summary for `apl status`: rounds of config.loop.num_rounds, spend and limits."""
         with self.open_ledger() as ledger:
-            return ledger.status(self.config.loop.num_rounds)
+            status = ledger.status(self.config.loop.num_rounds)
+        oracle = self.config.oracle.kwargs
+        status = replace(
+            status, budget_usd=oracle.get("budget_usd"), max_calls=oracle.get("max_calls")
+        )
+        sweep_file = sweep_spend_file(self.ledger_path)
+        if sweep_file is not None and sweep_file.is_file():
+            with CallJournal.for_sweep(sweep_file) as sweep:
+                status = replace(status, sweep=sweep.totals())
+        return status
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
