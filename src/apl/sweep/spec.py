@@ -2,7 +2,7 @@
 
 A spec is YAML with `base:` (a run config file, or an inline mapping of config sections),
 `grid:` (dotted keys -> lists of values), `output_dir:` (the sweep root) and optionally
-`parallel:`. Every point of the grid's cartesian product is a full, validated `APLConfig`
+`parallel:`, and `budget_usd:` / `max_calls:`, limits on the judge for all runs together. Every point of the grid's cartesian product is a full, validated `APLConfig`
 whose `output_dir` is `<root>/<acquisition>-seed<seed>[-<key>=<value>...]`.
 """
 
@@ -35,6 +35,10 @@ class SweepFile(BaseModel):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     output_dir: str
     parallel: int | None = Field(None, ge=1)  # None: what the cores or GPUs allow
+    # Limits on all runs' judge calls together, on top of each run's own oracle limits;
+    # None: no sweep-wide limit.
+    budget_usd: float | None = Field(None, ge=0)
+    max_calls: int | None = Field(None, ge=0)
 
     @field_validator("grid")
     @classmethod
@@ -69,6 +73,8 @@ class SweepSpec:
     runs: list[SweepRun]
     parallel: int | None = None
     source: str = "sweep spec"
+    budget_usd: float | None = None  # judge spend of all runs together (None: no limit)
+    max_calls: int | None = None  # judge requests of all runs together
 
 
 def _value_text(value: Any) -> str:
@@ -111,6 +117,8 @@ def build_sweep(
     output_dir: str | Path,
     parallel: int | None = None,
     source: str = "sweep spec",
+    budget_usd: float | None = None,
+    max_calls: int | None = None,
 ) -> SweepSpec:
     """Expand `grid` over `base` into validated runs under `output_dir` (grid order, last key fastest)."""
     root = Path(output_dir)
@@ -134,7 +142,7 @@ def build_sweep(
         seen[name] = values
         data["output_dir"] = str(root / name)
         runs.append(SweepRun(name, config_from_dict(data, source=where), values))
-    return SweepSpec(root, runs, parallel, source)
+    return SweepSpec(root, runs, parallel, source, budget_usd, max_calls)
 
 
 def load_sweep_spec(path: str | Path) -> SweepSpec:
@@ -160,11 +168,20 @@ def load_sweep_spec(path: str | Path) -> SweepSpec:
         loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
         if first["type"] == "extra_forbidden":
             raise ConfigError(
-                f"{source}: unknown key {loc!r}; a sweep spec has base, grid, output_dir, parallel."
+                f"{source}: unknown key {loc!r}; a sweep spec has base, grid, output_dir, "
+                "parallel, budget_usd, max_calls."
             ) from None
         shown = "" if isinstance(first.get("input"), dict) else f" ({first.get('input')!r})"
         raise ConfigError(
             f"{source}: {loc}{shown}: {first['msg'].removeprefix('Value error, ')}"
         ) from None
     base = _read_base(spec.base, path.parent, source)
-    return build_sweep(base, spec.grid, spec.output_dir, spec.parallel, source)
+    return build_sweep(
+        base,
+        spec.grid,
+        spec.output_dir,
+        spec.parallel,
+        source,
+        budget_usd=spec.budget_usd,
+        max_calls=spec.max_calls,
+    )
