@@ -18,6 +18,7 @@ RESUME_OVERRIDABLE = (
     "oracle.max_retries",
     "oracle.backoff_base_s",
     "oracle.backoff_max_s",
+    "oracle.max_retry_after_s",
 )
 
 
