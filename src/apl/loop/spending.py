@@ -8,6 +8,7 @@ see `apl.store`: they get an object with `reserve` / `settle` / `totals`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -33,6 +34,7 @@ class RunSpendJournal:
     def __init__(self, run_dir: Path, run: CallJournal, sweep: CallJournal | None = None) -> None:
         self.run_dir, self.run, self.sweep = run_dir, run, sweep
         self._sweep_tokens: dict[int, int] = {}  # run token -> sweep token
+        self._lock = threading.Lock()  # the judge's threads reserve and settle at once
 
     def _run_decision(self, worst_usd: float, limits: Limits):
         def decide(t: JournalTotals) -> Refusal | None:
@@ -79,13 +81,15 @@ class RunSpendJournal:
             if isinstance(outcome, Refusal):
                 self.sweep.cancel(sweep_token)  # type: ignore[union-attr]
             else:
-                self._sweep_tokens[outcome] = sweep_token
+                with self._lock:
+                    self._sweep_tokens[outcome] = sweep_token
         return outcome
 
     def settle(self, token: int, actual_usd: float, failed: bool) -> None:
         """Settle the run's row, then the sweep's."""
         self.run.settle(token, actual_usd, failed)
-        sweep_token = self._sweep_tokens.pop(token, None)
+        with self._lock:
+            sweep_token = self._sweep_tokens.pop(token, None)
         if sweep_token is not None:
             self.sweep.settle(sweep_token, actual_usd, failed)  # type: ignore[union-attr]
 
