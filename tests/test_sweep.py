@@ -37,10 +37,12 @@ def test_grid_expands_to_named_validated_runs(tmp_path):
             },
             "output_dir": str(tmp_path / "root"),
             "parallel": 3,
+            "budget_usd": 25.5,
+            "max_calls": 1000,
         },
     )
     spec = load_sweep_spec(spec_path)
-    assert spec.parallel == 3
+    assert (spec.parallel, spec.budget_usd, spec.max_calls) == (3, 25.5, 1000)
     assert [r.name for r in spec.runs] == [
         "random-seed0-dpo.beta=0.1",
         "random-seed1-dpo.beta=0.1",
@@ -79,6 +81,8 @@ def test_runs_without_acquisition_in_the_grid_use_the_base_one(tmp_path):
         ),
         ({"base": "missing.yaml", "output_dir": "x"}, r"base config 'missing.yaml' not found"),
         ({"grid": {"seed": [0]}, "output_dir": "x", "parallel": 0}, r"parallel \(0\)"),
+        ({"output_dir": "x", "budget_usd": -1}, r"budget_usd \(-1\): .*greater than or equal"),
+        ({"output_dir": "x", "max_calls": "many"}, r"max_calls \('many'\)"),
         (
             {"grid": {"model.model_name_or_path": ["a/b", "a_b"]}, "output_dir": "x"},
             r"both map to run dir",

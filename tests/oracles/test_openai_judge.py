@@ -11,7 +11,7 @@ import pytest
 from apl.errors import BudgetExceededError, ConfigError, OracleError
 from apl.oracles import ORACLES
 from apl.oracles.base import JudgeRequest
-from apl.oracles.openai_judge import parse_retry_after
+from apl.oracles.retry import parse_retry_after
 from apl.types import Verdict
 
 from .chat_server import Reply, user_message

@@ -9,7 +9,6 @@ each one is counted, charged to the call budget and honours `Retry-After` exactl
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import os
@@ -17,7 +16,6 @@ import random
 import re
 import time
 from dataclasses import replace
-from typing import Any
 
 import openai
 
@@ -34,6 +32,7 @@ from apl.oracles.base import (
 from apl.oracles.budget import Budget, SpendJournal
 from apl.oracles.pricing import call_cost, resolve_price, worst_case_prompt_tokens
 from apl.oracles.prompts import load_template
+from apl.oracles.retry import Transient, parse_retry_after, retry_delay
 from apl.oracles.verdict import combine_orders, is_order_flip, parse_verdict, unswap
 from apl.types import Judgement
 
@@ -41,34 +40,6 @@ logger = logging.getLogger(__name__)
 
 NO_KEY = "EMPTY"  # what vLLM / llama.cpp accept when they run without authentication
 _SECRETS = re.compile(r"(sk-[A-Za-z0-9_\-*]{3,}|Bearer\s+\S+|api[-_]key[\"':= ]+\S+)", re.I)
-
-
-class _Transient(Exception):
-    """A failure worth retrying; `wait_s` is the server's Retry-After when it gave one."""
-
-    def __init__(self, reason: str, wait_s: float | None = None, maybe_billed: bool = False):
-        super().__init__(reason)
-        self.wait_s = wait_s
-        self.maybe_billed = maybe_billed  # the server may have done (and billed) the work
-
-
-def parse_retry_after(headers: Any) -> float | None:
-    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
-    if headers is None:
-        return None
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_tz(value)
-        return None if parsed is None else max(0.0, email.utils.mktime_tz(parsed) - time.time())
 
 
 @ORACLES.register("openai_judge")
@@ -239,7 +210,7 @@ class OpenAIJudge(Oracle):
                     self.cache.put(key, judgement)
                 failed = False
                 return judgement
-            except _Transient as fault:
+            except Transient as fault:
                 charged = worst_usd if fault.maybe_billed else 0.0
                 reason, wait_s = str(fault), fault.wait_s
             except OracleError:
@@ -251,27 +222,21 @@ class OpenAIJudge(Oracle):
             if attempt == self.max_retries:
                 break
             self.stats.add(retries=1)
-            delay = self._backoff(attempt, wait_s)
+            delay = retry_delay(
+                attempt,
+                wait_s,
+                self.backoff_base_s,
+                self.backoff_max_s,
+                self.max_retry_after_s,
+                self._jitter,
+                who=f"Judge {self.model} at {self.base_url}",
+            )
             logger.info("Judge call failed (%s); retry %d in %.2fs", reason, attempt + 1, delay)
             time.sleep(delay)
         raise OracleError(
             f"Judge {self.model} at {self.base_url} failed after {self.max_retries} retries: "
             f"{reason}; check the server or raise max_retries."
         )
-
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        """The server's Retry-After as asked, else exponential backoff with equal jitter."""
-        if retry_after is not None:
-            if retry_after > self.max_retry_after_s:
-                raise OracleError(
-                    f"Judge {self.model} at {self.base_url} asked to wait {retry_after:.0f} s "
-                    f"(Retry-After) before retrying, more than max_retry_after_s "
-                    f"({self.max_retry_after_s:g}); raise oracle.max_retry_after_s to wait, "
-                    "or resume later (paid labels are kept)."
-                )
-            return retry_after
-        full = min(self.backoff_base_s * 2**attempt, self.backoff_max_s)
-        return full / 2 + self._jitter.uniform(0, full / 2)  # "equal jitter"
 
     def _send(self, messages: list[dict[str, str]]) -> tuple[str, tuple[int, int]]:
         """One HTTP request: (reply text, (prompt_tokens, completion_tokens)); (0, 0) = no usage."""
@@ -283,15 +248,15 @@ class OpenAIJudge(Oracle):
             )
         except openai.APIStatusError as err:
             if err.status_code == 429 or err.status_code >= 500 or err.status_code == 408:
-                failure = _Transient(
+                failure = Transient(
                     f"HTTP {err.status_code}", parse_retry_after(err.response.headers)
                 )
             else:
                 failure = OracleError(self._describe(err))
         except openai.APITimeoutError:
-            failure = _Transient("timed out", maybe_billed=True)
+            failure = Transient("timed out", maybe_billed=True)
         except openai.APIConnectionError as err:
-            failure = _Transient(f"connection error ({self._redact(str(err))})")
+            failure = Transient(f"connection error ({self._redact(str(err))})")
         if failure is not None:
             # Raised outside the except block: the client's exception (which may quote the
             # key or the request) is not chained onto ours.
@@ -302,7 +267,7 @@ class OpenAIJudge(Oracle):
             text = message.get("content") or ""
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
             snippet = self._redact(raw.text[:80])
-            raise _Transient(
+            raise Transient(
                 f"malformed reply body {snippet!r} ({type(err).__name__})", maybe_billed=True
             ) from None
         usage = body.get("usage") or {}
