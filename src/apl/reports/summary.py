@@ -74,9 +74,9 @@ def status_table(status: RunStatus, run_dir: str) -> Table:
 
 
 def _against(usd: float, calls: int, budget_usd: float | None, max_calls: int | None) -> str:
-    """E.g. `$0.9712 of $1.0000 budget_usd; 812 requests of 1000 max_calls`."""
-    budget = "no budget_usd" if budget_usd is None else f"of ${budget_usd:.4f} budget_usd"
-    limit = "no max_calls" if max_calls is None else f"of {max_calls} max_calls"
+    """E.g. `$0.9712 of $1.0000 budget_usd; 812 requests (no max_calls)`."""
+    budget = "(no budget_usd)" if budget_usd is None else f"of ${budget_usd:.4f} budget_usd"
+    limit = "(no max_calls)" if max_calls is None else f"of {max_calls} max_calls"
     return f"${usd:.4f} {budget}; {calls} requests {limit}"
 
 
