@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 
 from apl.oracles.budget import Limits, check_limits
+from apl.store.journal_schema import CALL_TOTALS_RECOUNT
 from apl.store.ledger import Ledger
 from apl.store.spend_journal import CallJournal, link_run, sweep_spend_file
 from apl.types import Verdict
@@ -38,6 +39,8 @@ def test_unsettled_calls_count_at_worst_case_in_every_later_process(tmp_path):
     with CallJournal.for_ledger(path) as later:  # a new connection, as a resumed process has
         totals = later.totals()
         assert (totals.spent_usd, totals.calls, totals.in_flight) == (1.75, 3, 1)
+        # The running totals the triggers keep agree with a recount of the rows.
+        assert tuple(later._conn.execute(CALL_TOTALS_RECOUNT).fetchone()) == (1.75, 3, 1)
     with Ledger(path) as ledger:
         spend = ledger.spend()
     assert (spend.counted_usd, spend.requests, spend.unsettled) == (1.75, 3, 1)
@@ -106,6 +109,10 @@ def test_processes_sharing_a_file_never_pass_its_limit_even_when_one_is_killed(t
     assert totals.in_flight == 1  # the killed process's call, counted at its worst case
     recount = sum(w if s == "in_flight" else a for s, w, a in rows)
     assert recount == pytest.approx(totals.spent_usd) and len(rows) == totals.calls
+    with CallJournal.for_sweep(path) as sweep:
+        assert sweep._conn.execute(CALL_TOTALS_RECOUNT).fetchone() == pytest.approx(
+            (totals.spent_usd, totals.calls, totals.in_flight)
+        )
 
 
 def test_a_version_1_ledger_is_migrated_in_place_and_its_past_spend_counts(tmp_path):
@@ -124,9 +131,10 @@ def test_a_version_1_ledger_is_migrated_in_place_and_its_past_spend_counts(tmp_p
         ledger.save_eval_prompts(prompts)
         evals = {p.uid: replace(judgement(Verdict.A, 0.125), judge_id=paid) for p in prompts}
         ledger.record_eval_verdicts(1, evals)
-    # Make it exactly what apl wrote before the journal existed: schema 1, no oracle_calls.
+    # Make it exactly what apl wrote before the journal existed: schema 1, no journal tables.
     conn = sqlite3.connect(path)
-    conn.execute("DROP TABLE oracle_calls")
+    conn.execute("DROP TABLE oracle_calls")  # its index and triggers go with it
+    conn.execute("DROP TABLE oracle_calls_totals")
     conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()
@@ -139,6 +147,9 @@ def test_a_version_1_ledger_is_migrated_in_place_and_its_past_spend_counts(tmp_p
     assert spend.counted_usd == pytest.approx(0.5 + 0.25 + 2 * 0.125)
     assert spend.requests == 3 + 3 + 2 * 3  # 1 + 2 retries; both orders + 1 retry; evals
     assert spend.unsettled == 0
+    with Ledger(path) as ledger:
+        recount = tuple(ledger._conn.execute(CALL_TOTALS_RECOUNT).fetchone())
+    assert recount == pytest.approx((spend.counted_usd, spend.requests, 0))
     with CallJournal.for_ledger(path) as journal:  # the limit now starts from that spend
         refusal = journal.reserve("judge", "k", 0.1, under(1.0, 0.1))
         assert not isinstance(refusal, int) and refusal.spent_usd == pytest.approx(1.0)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from apl.errors import RunStoreError
+from apl.store.journal_schema import add_journal_to_v1_ledger, create_journal
 from apl.types import Completion, Judgement, Prompt, Verdict
 
 SCHEMA_VERSION = 2  # 2: oracle_calls, the write-ahead journal of paid judge calls
@@ -23,31 +24,6 @@ _JUDGEMENT_COLUMNS = """
     prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
     cost_usd REAL NOT NULL, latency_s REAL NOT NULL, from_cache INTEGER NOT NULL,
     judge_id TEXT NOT NULL, retries INTEGER NOT NULL, created_at REAL NOT NULL"""
-
-# One row per HTTP request to a paid judge, written (and committed) before the request leaves;
-# see store/spend_journal.py. A sweep's shared spend file holds the same table.
-ORACLE_CALLS_SCHEMA = """
-CREATE TABLE oracle_calls (
-    id INTEGER PRIMARY KEY,
-    judge_id TEXT NOT NULL,
-    request_key TEXT NOT NULL,
-    run TEXT,
-    state TEXT NOT NULL CHECK (state IN ('in_flight', 'settled', 'failed', 'refused')),
-    worst_usd REAL NOT NULL,
-    actual_usd REAL,
-    calls INTEGER NOT NULL DEFAULT 1,
-    pid INTEGER NOT NULL,
-    started_at REAL NOT NULL,
-    settled_at REAL);
-CREATE INDEX oracle_calls_state ON oracle_calls (state, id);
-"""
-# (USD counted, requests, unsettled rows): a settled or failed call at its cost, an unsettled
-# one (in flight, or lost when its process died) at its worst case; refusals are not calls.
-CALL_TOTALS = (
-    "SELECT COALESCE(SUM(CASE state WHEN 'in_flight' THEN worst_usd ELSE actual_usd END), 0.0), "
-    "COALESCE(SUM(calls), 0), COALESCE(SUM(state = 'in_flight'), 0) "
-    "FROM oracle_calls WHERE state != 'refused'"
-)
 
 SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -87,7 +63,7 @@ CREATE TABLE eval_completions (
 CREATE TABLE eval_verdicts (
     round INTEGER NOT NULL, uid TEXT NOT NULL REFERENCES eval_prompts (uid),{_JUDGEMENT_COLUMNS},
     PRIMARY KEY (round, uid));
-{ORACLE_CALLS_SCHEMA}"""
+"""
 
 
 def connect(path: Path, check_same_thread: bool = True) -> sqlite3.Connection:
@@ -121,6 +97,7 @@ def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            create_journal(conn)  # oracle_calls: the write-ahead journal of paid calls
             conn.execute(
                 "INSERT INTO meta VALUES ('schema_version', ?), ('created_at', ?)",
                 (str(SCHEMA_VERSION), repr(time.time())),
@@ -139,29 +116,8 @@ def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
         )
 
 
-def _add_oracle_calls(conn: sqlite3.Connection) -> None:
-    """1 -> 2: the call journal, opened with what the run paid before it existed.
-
-    Per judge, one settled row sums the stored verdicts' costs and counts their requests
-    (retries included; two for a `both` verdict), so earlier spend counts against the limit.
-    """
-    for statement in ORACLE_CALLS_SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-    for table in ("verdicts", "eval_verdicts"):
-        conn.execute(
-            "INSERT INTO oracle_calls (judge_id, request_key, state, worst_usd, actual_usd, "
-            "calls, pid, started_at, settled_at) "
-            f"SELECT judge_id, 'before-journal:{table}', 'settled', SUM(cost_usd), "
-            "SUM(cost_usd), SUM(1 + retries + (shown_order = 'both')), 0, MIN(created_at), "
-            f"MAX(created_at) FROM {table} "
-            "WHERE from_cache = 0 AND (cost_usd > 0 OR judge_id LIKE 'openai_judge:%') "
-            "GROUP BY judge_id"
-        )
-
-
 # version -> the step that brings a ledger of that version to the next one.
-MIGRATIONS = {1: _add_oracle_calls}
+MIGRATIONS = {1: add_journal_to_v1_ledger}
 
 
 @contextlib.contextmanager

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apl.store.fs import guarded
-from apl.store.ledger_schema import CALL_TOTALS, PHASES, transaction
+from apl.store.journal_schema import CALL_TOTALS
+from apl.store.ledger_schema import PHASES, transaction
 from apl.store.spend_journal import JournalTotals
 
 _guarded = guarded("use the ledger")

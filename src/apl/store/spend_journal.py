@@ -24,23 +24,12 @@ from typing import Any
 
 from apl.errors import RunStoreError
 from apl.store.fs import storage_errors
-from apl.store.ledger_schema import (
-    BUSY_TIMEOUT_MS,
-    CALL_TOTALS,
-    ORACLE_CALLS_SCHEMA,
-    connect,
-    transaction,
-)
+from apl.store.journal_schema import BLOCKED, CALL_TOTALS, create_journal
+from apl.store.ledger_schema import BUSY_TIMEOUT_MS, connect, transaction
 
 SWEEP_SPEND_FILE = "sweep_spend.sqlite"
 SWEEP_SPEND_KEY = "sweep_spend"  # ledger meta: the sweep spend file, relative to the run dir
 _LIMIT_KEYS = ("budget_usd", "max_calls")
-
-# The largest worst case refused since the last call let through: it must fit first.
-_BLOCKED = (
-    "SELECT COALESCE(MAX(worst_usd), 0.0) FROM oracle_calls WHERE state = 'refused' AND id > "
-    "(SELECT COALESCE(MAX(id), 0) FROM oracle_calls WHERE state != 'refused')"
-)
 
 
 @dataclass(frozen=True)
@@ -86,9 +75,7 @@ class CallJournal:
                     "SELECT 1 FROM sqlite_master WHERE name = 'oracle_calls'"
                 ).fetchone():
                     conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-                    for statement in ORACLE_CALLS_SCHEMA.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
+                    create_journal(conn)
         return cls(path, conn, run)
 
     def close(self) -> None:
@@ -101,7 +88,7 @@ class CallJournal:
 
     def _totals(self) -> JournalTotals:
         spent, calls, in_flight = self._conn.execute(CALL_TOTALS).fetchone()
-        blocked = self._conn.execute(_BLOCKED).fetchone()[0]
+        blocked = self._conn.execute(BLOCKED).fetchone()[0]
         limits = dict(
             self._conn.execute(
                 "SELECT key, value FROM meta WHERE key IN ('budget_usd', 'max_calls')"
