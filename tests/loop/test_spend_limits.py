@@ -2,7 +2,11 @@
 
 Real parts only: `apl` subprocesses judged by the OpenAI client over HTTP against a local
 chat-completions server that bills, like a real API, every reply it produces (even one the
-killed client never reads), real SQLite ledgers, and SIGKILL.
+killed client never reads), real SQLite ledgers, and SIGKILL. The killed run and the sweep's
+runs are separate processes; `apl resume` after a kill runs through the real CLI in this
+process (each later process start would add ~10-40 s on the shared machine and test nothing
+more: every count comes from the ledger, never from memory). A small custom prompt file
+stands in for the 25k-review IMDB pool, which takes tens of seconds to cut per process.
 """
 
 from __future__ import annotations
