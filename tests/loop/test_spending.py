@@ -10,12 +10,16 @@ from __future__ import annotations
 import threading
 
 import pytest
+from typer.testing import CliRunner
 
+from apl.cli import app
+from apl.config import load_config
 from apl.errors import BudgetExceededError
 from apl.loop.spending import RunSpendJournal
 from apl.oracles.base import JudgeRequest
 from apl.oracles.openai_judge import OpenAIJudge
-from apl.store.spend_journal import CallJournal
+from apl.store.run_dir import open_run_dir
+from apl.store.spend_journal import CallJournal, link_run
 
 PRICE = (0.0, 100_000.0)  # output only: the default reply (20 tokens) costs $2.00
 
@@ -107,3 +111,29 @@ def test_concurrent_runs_of_a_sweep_share_its_limit(judge_server, tmp_path, monk
     assert totals.spent_usd <= 21.0 and totals.calls == judge_server.count
     assert judge_server.count * 2.0 <= 21.0  # the server's bill: $2 a reply
     assert judge_server.count >= 6  # the runs did draw the sweep's budget down
+
+
+def test_status_shows_spend_against_the_run_and_sweep_limits(tmp_path):
+    config = load_config(
+        None,
+        [
+            f"output_dir={tmp_path / 'sweep' / 'run-a'}",
+            "oracle.name=openai_judge",
+            "oracle.budget_usd=5",
+            "oracle.max_calls=100",
+        ],
+    )
+    run = open_run_dir(config)
+    with CallJournal.for_ledger(run.ledger_path) as journal:
+        journal.settle(journal.reserve("judge", "k1", 0.5, lambda t: None), 0.25, failed=False)
+        journal.reserve("judge", "k2", 0.5, lambda t: None)  # lost in flight
+    sweep_file = tmp_path / "sweep" / "sweep_spend.sqlite"
+    with CallJournal.for_sweep(sweep_file) as sweep:
+        sweep.set_limits(budget_usd=9.0, max_calls=None)
+    link_run(run.ledger_path, sweep_file, "run-a")
+    result = CliRunner().invoke(app, ["status", str(run.path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "$0.7500 of $5.0000 budget_usd; 2 requests of 100 max_calls (1 unsettled" in (
+        result.output
+    )
+    assert "$0.7500 of $9.0000 budget_usd; 2 requests (no max_calls)" in result.output
