@@ -8,6 +8,7 @@ which is kept as the prompt's reference completion (evaluation compares against 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -76,6 +77,16 @@ class TldrTask(Task):
 
     def check(self) -> None:
         """A local `path`: load both splits once, so file errors surface before a model loads."""
+        offline = any(
+            os.environ.get(var, "").lower() in ("1", "true", "yes", "on")
+            for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+        )
+        if self.path is None and offline:
+            raise DataError(
+                f"tldr: task.path is not set and the hub is offline, so {self.dataset!r} "
+                f"cannot be downloaded; pass task.path=<local file> with columns prompt and "
+                f"label ({FORMATS})."
+            )
         if self.path is not None:
             paths = {self.path.replace("{split}", split) for split in ("train", "test")}
             check_splits_once(self, *sorted(paths))

@@ -6,6 +6,9 @@ Light on purpose (no torch, no transformers): `apl run`, `apl config`, `apl resu
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from apl.acquisition import ACQUISITIONS
@@ -56,13 +59,25 @@ def validate_config(config: APLConfig) -> None:
             f"dpo.validation_fraction ({config.dpo.validation_fraction}) needs epochs, but "
             "dpo.mode is 'online' (one step per round); set it to 0 or use mode 'reset'."
         )
-    task = TASKS.build(config.task.name, config.task.kwargs)
-    ACQUISITIONS.build(config.acquisition.name, config.acquisition.kwargs)
-    ORACLES.build(
-        config.oracle.name, check_oracle_options(config, task.judge_template), cache=None, seed=0
-    )
-    check_model_source(config.model)
-    task.check()
+    with _quiet():  # the real build logs these stages' notes (a missing price...) once, later
+        task = TASKS.build(config.task.name, config.task.kwargs)
+        ACQUISITIONS.build(config.acquisition.name, config.acquisition.kwargs)
+        oracle_kwargs = check_oracle_options(config, task.judge_template)
+        ORACLES.build(config.oracle.name, oracle_kwargs, cache=None, seed=0)
+        check_model_source(config.model)
+        task.check()
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Hold back apl's log lines below ERROR: a check should print nothing but its error."""
+    apl_logger = logging.getLogger("apl")
+    level = apl_logger.level
+    apl_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        apl_logger.setLevel(level)
 
 
 def check_new_run(config: APLConfig) -> None:
