@@ -119,7 +119,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("status-missing-dir", ["status", "nowhere"], "is not an apl run directory"),
     ("export-missing-run", ["export", "nowhere"], "is not an apl run directory"),
     ("report-of-nothing", ["report", "notarun"], "holds no apl runs"),
-    ("report-without-runs", ["report"], "Missing argument 'RUNS...'"),
+    ("report-without-runs", ["report"], "Missing argument 'runs'"),
     # sweeps
     ("sweep-spec-missing", ["sweep", "missing.yaml"], "does not exist"),
     ("sweep-empty-grid-list", ["sweep", "sweep_empty.yaml"], "has an empty list"),
@@ -246,6 +246,7 @@ def test_the_walk_covers_at_least_25_inputs():
     assert len({cid for cid, _, _ in CASES}) == len(CASES)
 
 
+@pytest.mark.slow  # ~60 short processes: about 30 s of CPU on 2 cores, in parallel
 @pytest.mark.parametrize(("case_id", "argv", "fragment"), CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(outcomes, case_id, argv, fragment):
     out = outcomes[case_id]
