@@ -120,11 +120,13 @@ CASES: list[tuple[str, list[str], str]] = [
     ("export-missing-run", ["export", "nowhere"], "is not an apl run directory"),
     ("report-of-nothing", ["report", "notarun"], "holds no apl runs"),
     ("report-without-runs", ["report"], "Missing argument 'runs'"),
+    ("report-output-is-a-file", ["report", "notarun", "-o", "afile"], "afile is a file"),
     # sweeps
     ("sweep-spec-missing", ["sweep", "missing.yaml"], "does not exist"),
     ("sweep-empty-grid-list", ["sweep", "sweep_empty.yaml"], "has an empty list"),
     ("sweep-unknown-key", ["sweep", "sweep_key.yaml"], "unknown key 'bogus'"),
     ("sweep-bad-model", ["sweep", "sweep_model.yaml"], "does not exist"),
+    ("sweep-parallel-zero", ["sweep", "sweep_key.yaml", "--parallel", "0"], "'--parallel'"),
     # judges
     ("judge-label-no-options", ["judge", "label"], "Missing option '--pairs'"),
     (
