@@ -34,7 +34,8 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except APLError as err:
-            typer.echo(f"error: {err}", err=True)
+            one_line = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+            typer.echo(f"error: {one_line}", err=True)
             raise typer.Exit(err.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
