@@ -224,8 +224,8 @@ def check_run_dir(config: APLConfig) -> None:
             )
         if not os.access(parent, os.W_OK | os.X_OK):
             raise RunStoreError(
-                f"output_dir {path}: {parent} is not writable; make it writable or choose "
-                "another output_dir."
+                f"Cannot create the run directory {path}: permission denied on {parent}; make "
+                "it writable or choose another output_dir."
             )
         return
     if (path / CONFIG_FILE).exists():
