@@ -53,7 +53,7 @@ CASES: list[tuple[str, list[str], str]] = [
     (
         "acquisition-literal",
         ["run", "acquisition.direction=sideways"],
-        "acquisition.direction ('sideways') must be Literal['most', 'least']",
+        "acquisition.direction ('sideways') must be 'most' or 'least'",
     ),
     ("oracle-constructor-check", ["run", "oracle.noise_temperature=-1"], "must be >= 0"),
     ("custom-task-without-path", ["run", "task.name=custom"], "needs option 'path'"),

@@ -94,18 +94,22 @@ class Registry(Generic[T]):
             return value
         try:
             # Strict for booleans: lax mode would read `true` as the integer 1.
-            return adapter.validate_python(value, strict=isinstance(value, bool) or None)
+            checked = adapter.validate_python(value, strict=isinstance(value, bool) or None)
         except ValidationError as err:
             first = err.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             option = f"{self.kind}.{param.name}" + (f" (at {where})" if where else "")
             shown = "value hidden" if _SECRET_OPTION.search(param.name) else repr(value)
-            expected = param.annotation if isinstance(param.annotation, str) else annotation
             reason = first["msg"].removeprefix("Value error, ")
-            raise ConfigError(
-                f"{option} ({shown}) must be {expected}: {reason[:1].lower()}{reason[1:]}; "
-                "fix the value."
-            ) from None
+            if first["type"] == "literal_error":  # "Input should be 'most' or 'least'"
+                expected = reason.removeprefix("Input should be ")
+            else:
+                written = param.annotation if isinstance(param.annotation, str) else annotation
+                expected = f"{written}: {reason[:1].lower()}{reason[1:]}"
+            raise ConfigError(f"{option} ({shown}) must be {expected}; fix the value.") from None
+        if isinstance(value, int) and isinstance(checked, float):
+            return value  # an int is a fine float, and messages then show it as it was written
+        return checked
 
 
 def _annotation(cls: type, param: inspect.Parameter) -> Any:
