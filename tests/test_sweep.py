@@ -191,7 +191,12 @@ def sweep_spec(path: Path, model_dir: Path, root: Path, **grid) -> Path:
 
 def test_a_failed_run_is_reported_and_the_sweep_exits_non_zero(tmp_path, monkeypatch, cache_dir):
     monkeypatch.setenv("APL_CACHE_DIR", str(cache_dir))
-    spec = sweep_spec(tmp_path / "s.yaml", tmp_path / "no-such-model", tmp_path / "root", seed=[0])
+    # A directory that passes the up-front check (it has a config.json) but fails to load in
+    # the child: a missing directory is refused before any run starts (test_bad_input.py).
+    broken = tmp_path / "no-such-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    spec = sweep_spec(tmp_path / "s.yaml", broken, tmp_path / "root", seed=[0])
     result = CliRunner().invoke(app, ["sweep", str(spec)])
     assert result.exit_code == 1, result.output
     assert "FAILED (exit 2)" in result.output and "1 of 1 runs failed" in result.output

@@ -226,9 +226,11 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        return f"{source}: unknown option {loc!r}; check the spelling (see `apl run --help`)."
+        return f"{source}: unknown option {loc!r}; check the spelling (see `apl config`)."
     value = first.get("input")
     shown = f" ({value!r})" if value is not None and not isinstance(value, dict) else ""
+    if first["type"] != "value_error":  # pydantic's own wording says what, not how to fix
+        msg = f"{msg[:1].lower()}{msg[1:]}; fix the value (`apl config` shows every default)."
     return f"{source}: {loc}{shown}: {msg}"
 
 
@@ -240,21 +242,33 @@ def config_from_dict(data: dict[str, Any], source: str = "config") -> APLConfig:
         raise ConfigError(_format_validation_error(err, source)) from None
 
 
+def read_yaml(path: Path, what: str) -> Any:
+    """Parse a YAML file; an unreadable file or bad YAML is a one-line ConfigError naming `what`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{what} cannot be read ({reason}); pass a readable YAML file.") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{what} is not valid YAML{where}: {problem}; fix the file.") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> APLConfig:
     """Load YAML (or the defaults when `path` is None) and apply command-line overrides."""
     data: dict[str, Any] = {}
-    source = "defaults"
+    source = "command line" if overrides else "defaults"
     if path is not None:
         path = Path(path)
         source = str(path)
         if not path.is_file():
-            raise ConfigError(f"Config file {path} does not exist; pass an existing YAML file.")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise ConfigError(
-                f"Config file {path} is not valid YAML: {err}".splitlines()[0]
-            ) from None
+            problem = "is a directory" if path.is_dir() else "does not exist"
+            raise ConfigError(f"Config file {path} {problem}; pass an existing YAML file.")
+        loaded = read_yaml(path, f"Config file {path}")
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(
                 f"Config file {path} must hold a mapping of sections, not {type(loaded).__name__}."

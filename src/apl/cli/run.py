@@ -34,11 +34,12 @@ def _print_result(result: Any) -> None:
 def _load(overrides: list[str] | None, config: Path | None) -> Any:
     """A config from an optional leading YAML argument (or --config) plus overrides."""
     from apl.config import load_config
+    from apl.errors import ConfigError
 
     args = list(overrides or [])
     if args and "=" not in args[0] and args[0].endswith((".yaml", ".yml")):
         if config is not None:
-            raise typer.BadParameter(f"two configs given: {config} and {args[0]}; pass one.")
+            raise ConfigError(f"two configs given: {config} and {args[0]}; pass one.")
         config = Path(args.pop(0))
     return load_config(config, args)
 
@@ -57,7 +58,7 @@ def show_config(
 ) -> None:
     """Print the resolved config (every default spelled out) after checking every option."""
     from apl.config import dump_config
-    from apl.loop.components import validate_config
+    from apl.loop.checks import validate_config
 
     resolved = _load(overrides, config)
     validate_config(resolved)
@@ -71,9 +72,13 @@ def run(
     config: Annotated[Path | None, _CONFIG_OPT] = None,
 ) -> None:
     """Run active preference learning (Algorithm 1); no arguments runs the offline IMDB default."""
+    from apl.loop.checks import check_new_run
+
+    resolved = _load(overrides, config)
+    check_new_run(resolved)  # before torch is even imported: a bad input fails in a second
     from apl.loop.runner import run as run_loop
 
-    _print_result(run_loop(_load(overrides, config)))
+    _print_result(run_loop(resolved))
 
 
 @app.command()
@@ -86,6 +91,9 @@ def resume(
     ] = None,
 ) -> None:
     """Continue a killed or stopped run; paid verdicts are reused, never bought again."""
+    from apl.loop.checks import resume_config
+
+    resume_config(run_dir, overrides or [], RESUME_OVERRIDABLE)  # fail fast, before torch loads
     from apl.loop.runner import resume_run
 
     _print_result(resume_run(run_dir, overrides or [], RESUME_OVERRIDABLE))

@@ -51,7 +51,19 @@ def read_pool(path: str | Path, split: Split) -> tuple[pd.DataFrame, bool]:
     if not path.exists():
         raise DataError(f"task.path: {path} does not exist; pass an existing {FORMATS}.")
     if not path.is_dir():
-        return _read_file(path), False
+        try:
+            with path.open("rb") as handle:
+                empty = not handle.read(1)
+        except OSError as err:
+            raise DataError(
+                f"task.path: {path} cannot be read ({err.strerror}); check its permissions."
+            ) from None
+        rows = None if empty else _read_file(path)
+        if rows is None or rows.empty:
+            raise DataError(
+                f"task.path: {path} is empty (no rows); add one prompt per row ({FORMATS})."
+            )
+        return rows, False
     import datasets
 
     try:
@@ -69,6 +81,27 @@ def read_pool(path: str | Path, split: Split) -> tuple[pd.DataFrame, bool]:
             )
         return saved[split].to_pandas(), True
     return saved.to_pandas(), False
+
+
+# Tasks whose files were already checked in this process, keyed by options and file versions.
+_CHECKED: set[tuple[Any, ...]] = set()
+
+
+def check_splits_once(task: Task, *paths: str | Path) -> None:
+    """Load `task`'s train and test prompts (raising DataError) unless done for these files."""
+    stamps = []
+    for path in paths:
+        try:
+            stat = Path(path).stat()
+            stamps.append((str(path), stat.st_mtime_ns, stat.st_size))
+        except OSError:
+            stamps.append((str(path), None, None))
+    key = (type(task).__name__, repr(sorted(vars(task).items())), tuple(stamps))
+    if key in _CHECKED:
+        return
+    for split in ("train", "test"):
+        task.load_prompts(split)
+    _CHECKED.add(key)
 
 
 def require_column(
@@ -121,6 +154,10 @@ class CustomTask(Task):
         self.split_column = split_column
         self.judge_template = judge_template
         self.baseline = "reference" if reference_column else "initial"
+
+    def check(self) -> None:
+        """Load both splits once per file version: every file error surfaces before a model loads."""
+        check_splits_once(self, self.path)
 
     @property
     def name(self) -> str:

@@ -33,6 +33,9 @@ class Task(ABC):
     def load_prompts(self, split: Split, tokenizer: Any, seed: int = 0) -> list[Prompt]:
         """The prompts of `split`, cut for `tokenizer` where cutting applies; uids are stable."""
 
+    def check(self) -> None:  # noqa: B027 - a hook: most tasks have nothing to check early
+        """Raise DataError now if the prompt source is unusable: called before any model loads."""
+
 
 TASKS: Registry[Task] = Registry("task")
 

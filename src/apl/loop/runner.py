@@ -19,10 +19,11 @@ from pathlib import Path
 
 import torch
 
-from apl.config import APLConfig, apply_overrides, config_from_dict, dump_config
+from apl.config import APLConfig, dump_config
 from apl.data import sample_prompts
 from apl.errors import ConfigError, RunStoreError
 from apl.export import export_run
+from apl.loop.checks import check_new_run, resume_config
 from apl.loop.components import (
     Components,
     build_components,
@@ -39,7 +40,7 @@ from apl.store.baseline_cache import BaselineCache
 from apl.store.fs import replace_dir_atomic, write_text_atomic
 from apl.store.ledger import Ledger
 from apl.store.ledger_schema import PHASES
-from apl.store.run_dir import CONFIG_FILE, RunDir, load_run_dir, open_run_dir
+from apl.store.run_dir import CONFIG_FILE, RunDir, open_run_dir
 
 logger = logging.getLogger(__name__)
 
@@ -286,6 +287,7 @@ def run_active_learning(run_dir: RunDir | APLConfig, cache_dir: Path | None = No
 
 def run(config: APLConfig, cache_dir: Path | None = None) -> RunResult:
     """`apl run`: a new run in `config.output_dir`, or the rest of one with this same config."""
+    check_new_run(config)  # every input error before anything is read from or written to disk
     if (Path(config.output_dir) / CONFIG_FILE).exists():
         return run_active_learning(open_run_dir(config), cache_dir=cache_dir)  # checks it first
     return run_active_learning(config, cache_dir=cache_dir)
@@ -295,17 +297,9 @@ def resume_run(
     path: str | Path, overrides: list[str], allowed: tuple[str, ...], cache_dir: Path | None = None
 ) -> RunResult:
     """`apl resume`: reopen a run dir with its stored config (only spending limits may change)."""
-    run_dir = load_run_dir(path)
+    run_dir, config = resume_config(path, overrides, allowed)
     if overrides:
-        for item in overrides:
-            key = item.split("=", 1)[0].strip()
-            if key not in allowed:
-                raise ConfigError(
-                    f"`apl resume` cannot change {key!r}: it would change what the run computes; "
-                    f"only {', '.join(allowed)} may change (start a new output_dir otherwise)."
-                )
-        data = apply_overrides(run_dir.config.model_dump(mode="json"), overrides)
-        run_dir.config = config_from_dict(data, source="resume overrides")
+        run_dir.config = config
         write_text_atomic(run_dir.path / CONFIG_FILE, dump_config(run_dir.config))
         logger.info("Resume overrides applied: %s", ", ".join(overrides))
     return run_active_learning(run_dir, cache_dir=cache_dir)

@@ -74,6 +74,19 @@ def run_consistency(
 ) -> list[ConsistencyResult]:
     """Measure every judge at every temperature (each judge's own temperature option)."""
     results = []
+    for name, temperature, kwargs in judge_settings(judges, temperatures, options):
+        oracle = ORACLES.build(name, kwargs, cache=cache, seed=seed)
+        logger.info("Labelling %d pairs twice with %s", len(requests), oracle.judge_id)
+        results.append(measure_consistency(oracle, requests, name, temperature))
+    return results
+
+
+def judge_settings(
+    judges: list[str], temperatures: list[float], options: dict[str, Any] | None = None
+) -> list[tuple[str, float | None, dict[str, Any]]]:
+    """(judge, temperature, options) for every run of `run_consistency`, each checked by
+    building the judge without a cache: a bad name or option fails before any pair is made."""
+    settings = []
     for name in judges:
         knob = ORACLES.get(name).temperature_option
         if temperatures and not knob:
@@ -84,10 +97,9 @@ def run_consistency(
             kwargs = dict(options or {})
             if temperature is not None:
                 kwargs[knob] = temperature
-            oracle = ORACLES.build(name, kwargs, cache=cache, seed=seed)
-            logger.info("Labelling %d pairs twice with %s", len(requests), oracle.judge_id)
-            results.append(measure_consistency(oracle, requests, name, temperature))
-    return results
+            ORACLES.build(name, kwargs, cache=None)
+            settings.append((name, temperature, kwargs))
+    return settings
 
 
 def load_pairs(path: str | Path) -> list[JudgeRequest]:
@@ -97,8 +109,15 @@ def load_pairs(path: str | Path) -> list[JudgeRequest]:
         raise DataError(
             f"--pairs file {path} does not exist; pass a JSONL file of {{prompt, a, b}}."
         )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
+        raise DataError(
+            f"--pairs file {path} cannot be read ({reason}); pass a JSONL file."
+        ) from None
     requests = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

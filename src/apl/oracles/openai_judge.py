@@ -16,8 +16,7 @@ import random
 import re
 import time
 from dataclasses import replace
-
-import openai
+from typing import TYPE_CHECKING
 
 from apl.errors import ConfigError, OracleError
 from apl.oracles.base import (
@@ -36,10 +35,26 @@ from apl.oracles.retry import Transient, parse_retry_after, retry_delay
 from apl.oracles.verdict import combine_orders, is_order_flip, parse_verdict, unswap
 from apl.types import Judgement
 
+if TYPE_CHECKING:
+    import openai  # imported where used: it takes ~1 s, and a config check needs none of it
+
 logger = logging.getLogger(__name__)
 
 NO_KEY = "EMPTY"  # what vLLM / llama.cpp accept when they run without authentication
 _SECRETS = re.compile(r"(sk-[A-Za-z0-9_\-*]{3,}|Bearer\s+\S+|api[-_]key[\"':= ]+\S+)", re.I)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_KEY_PREFIXES = ("sk-", "sk_", "hf_", "gsk_", "xai-", "AIza", "ghp_", "github_pat_", "Bearer")
+
+
+def looks_like_key(value: str) -> bool:
+    """True if `value` is not an environment-variable name, or has the shape of an API key."""
+    if not _ENV_NAME.match(value) or value.startswith(_KEY_PREFIXES):
+        return True
+    lower, digit = any(c.islower() for c in value), any(c.isdigit() for c in value)
+    # Variable names are short words with underscores; keys are long runs of mixed characters.
+    return (len(value) >= 24 and "_" not in value and digit) or (
+        len(value) >= 32 and lower and digit
+    )
 
 
 @ORACLES.register("openai_judge")
@@ -120,6 +135,12 @@ class OpenAIJudge(Oracle):
     def _read_key(api_key_env: str | None) -> str:
         if not api_key_env:
             return NO_KEY
+        if looks_like_key(api_key_env):  # a pasted key: refuse it without echoing it anywhere
+            raise ConfigError(
+                "oracle.api_key_env must be the NAME of an environment variable holding the key "
+                "(e.g. OPENAI_API_KEY), and the value given is not one (not shown: it may be a "
+                "key); export the key in a variable and set api_key_env to its name."
+            )
         key = os.environ.get(api_key_env, "").strip()
         if not key:
             raise OracleError(
@@ -129,6 +150,8 @@ class OpenAIJudge(Oracle):
         return key
 
     def _make_client(self, base_url: str | None, azure_version: str | None, timeout_s: float):
+        import openai
+
         if azure_version:
             if not base_url:
                 raise ConfigError(
@@ -240,6 +263,8 @@ class OpenAIJudge(Oracle):
 
     def _send(self, messages: list[dict[str, str]]) -> tuple[str, tuple[int, int]]:
         """One HTTP request: (reply text, (prompt_tokens, completion_tokens)); (0, 0) = no usage."""
+        import openai
+
         options = {self.max_tokens_param: self.max_tokens}
         failure: Exception | None = None
         try:

@@ -168,6 +168,15 @@ def write_report(
 ) -> ReportFiles:
     """Write `output/report.md` plus PNG figures and CSVs for the runs under `paths`."""
     out_dir = Path(output)
+    # Checked before any run is read: a wrong path fails at once and nothing is written.
+    blocker = next((p for p in (out_dir, *out_dir.absolute().parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise DataError(f"--output {out_dir}: {blocker} is a file; choose a directory.")
+    if consistency_dir is not None and not (Path(consistency_dir) / "consistency.json").is_file():
+        raise DataError(
+            f"--consistency {consistency_dir} holds no consistency.json; pass the --output-dir "
+            "of `apl judge consistency`."
+        )
     groups, by = load_runs(paths)
     out_dir.mkdir(parents=True, exist_ok=True)
     text, files = report_markdown(groups, by, out_dir)

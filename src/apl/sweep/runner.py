@@ -27,9 +27,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from apl.config import dump_config
 from apl.errors import ConfigError
-from apl.log import console
+from apl.log import console, live_display
 from apl.store.ledger import Ledger
-from apl.store.run_dir import CONFIG_FILE, FINAL_MODEL_DIR, LEDGER_FILE, open_run_dir
+from apl.store.run_dir import CONFIG_FILE, FINAL_MODEL_DIR, LEDGER_FILE, check_run_dir, open_run_dir
 from apl.store.spend_journal import SWEEP_SPEND_FILE, CallJournal, link_run
 from apl.sweep.spec import SweepRun, SweepSpec
 
@@ -54,7 +54,7 @@ def run_state(run: SweepRun) -> RunState:
     """`new`, `incomplete` or `complete`; a run dir holding another config is a RunStoreError."""
     if not (run.run_dir / CONFIG_FILE).is_file():
         return "new"
-    open_run_dir(run.config)  # only compares: raises naming the first key that differs
+    check_run_dir(run.config)  # only compares: raises naming the first key that differs
     return "complete" if is_complete(run.run_dir, run.config.loop.num_rounds) else "incomplete"
 
 
@@ -73,7 +73,7 @@ def plan_sweep(spec: SweepSpec) -> list[PlannedRun]:
 
     Registry names and options are checked first, so a typo fails before any run starts.
     """
-    from apl.loop.components import validate_config  # imports the stages; only needed here
+    from apl.loop.checks import validate_config  # imports the stage registries; only needed here
 
     for run in spec.runs:
         try:
@@ -280,12 +280,14 @@ def run_sweep(
         slots: queue.Queue[dict[str, str]] = queue.Queue()
         for slot in slot_envs:
             slots.put(slot)
+        # A bar on a terminal; elsewhere (CI, nohup, a log file) one log line per finished run.
         progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             console=console,
+            disable=not live_display(),
         )
         with progress, ThreadPoolExecutor(max_workers=len(slot_envs)) as pool:
             bar = progress.add_task(f"sweep ({len(slot_envs)} at a time)", total=len(todo))
@@ -308,4 +310,13 @@ def run_sweep(
                     )
                 outcomes[outcome.name] = outcome
                 progress.advance(bar)
+                if progress.disable:
+                    finished = len(outcomes) - (len(planned) - len(todo))
+                    logger.info(
+                        "Sweep: %d/%d runs finished (%s %s)",
+                        finished,
+                        len(todo),
+                        outcome.name,
+                        "ok" if outcome.ok else "FAILED",
+                    )
     return SweepResult([outcomes[p.run.name] for p in planned])

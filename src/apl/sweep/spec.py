@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from apl.config import APLConfig, apply_overrides, config_from_dict
+from apl.config import APLConfig, apply_overrides, config_from_dict, read_yaml
 from apl.errors import ConfigError
 
 # Keys that name the run directory themselves; every other grid key is spelled out in the name.
@@ -100,12 +99,7 @@ def _read_base(base: str | dict[str, Any], spec_dir: Path, source: str) -> dict[
             f"{source}: base config {base!r} not found (looked at {tried}); give a path relative "
             "to the spec file or the current directory, or an inline mapping."
         )
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(
-            f"{source}: base config {path} is not valid YAML: {err}".splitlines()[0]
-        ) from None
+    data = read_yaml(path, f"{source}: base config {path}") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: base config {path} must be a mapping of config sections.")
     return data
@@ -153,10 +147,7 @@ def load_sweep_spec(path: str | Path) -> SweepSpec:
         raise ConfigError(
             f"Sweep spec {path} does not exist; pass a YAML file with base, grid, output_dir."
         )
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"Sweep spec {path} is not valid YAML: {err}".splitlines()[0]) from None
+    raw = read_yaml(path, f"Sweep spec {path}")
     if not isinstance(raw, dict):
         raise ConfigError(
             f"Sweep spec {path} must be a mapping with base, grid and output_dir keys."
