@@ -73,6 +73,9 @@ class GenerationConfig(StrictModel):
     min_new_tokens: int = Field(16, ge=1)
     max_new_tokens: int = Field(24, ge=1)
     batch_size: int = Field(64, ge=1)
+    # Strings that end a completion (kept in its tokens, cut from its text), besides the model's
+    # end-of-turn tokens; [] since chat models end their turn with a token of their own.
+    stop: list[str] = []
 
     @model_validator(mode="after")
     def _check_range(self) -> GenerationConfig:
@@ -81,6 +84,8 @@ class GenerationConfig(StrictModel):
                 f"min_new_tokens ({self.min_new_tokens}) > max_new_tokens "
                 f"({self.max_new_tokens}); lower min_new_tokens."
             )
+        if any(not s for s in self.stop):
+            raise ValueError(f"stop ({self.stop!r}) holds an empty string; remove it.")
         return self
 
 

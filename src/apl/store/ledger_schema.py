@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from apl.errors import RunStoreError
-from apl.types import Completion, Judgement, Prompt, Verdict
+from apl.types import Completion, Judgement, Message, Prompt, Verdict
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: conversational prompts (`prompt_messages`, `eval_prompts.messages`)
 PHASES = ("candidates", "labelled", "trained", "evaluated")  # a round's steps, in order
 BUSY_TIMEOUT_MS = 30_000  # `apl status` may read while a run writes; wait rather than fail
 
@@ -39,6 +39,7 @@ CREATE TABLE candidates (
     a_text TEXT NOT NULL, a_token_ids TEXT NOT NULL, a_logp REAL,
     b_text TEXT NOT NULL, b_token_ids TEXT NOT NULL, b_logp REAL,
     ref_logp_a REAL, ref_logp_b REAL, score REAL, extras TEXT NOT NULL,
+    prompt_messages TEXT,
     UNIQUE (round, rank));
 CREATE INDEX candidates_uid ON candidates (prompt_uid);
 CREATE TABLE verdicts (
@@ -51,7 +52,7 @@ CREATE TABLE history (
     PRIMARY KEY (round, epoch, key));
 CREATE TABLE eval_prompts (
     position INTEGER PRIMARY KEY, uid TEXT NOT NULL UNIQUE, text TEXT NOT NULL,
-    reference TEXT, label INTEGER);
+    reference TEXT, label INTEGER, messages TEXT);
 CREATE TABLE eval_baseline (
     uid TEXT PRIMARY KEY REFERENCES eval_prompts (uid),
     text TEXT NOT NULL, token_ids TEXT NOT NULL, logp REAL);
@@ -96,7 +97,12 @@ def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
             )
             return
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    version = int(row[0]) if row else -1
+        version = int(row[0]) if row else -1
+        if version == 1:  # before conversational prompts: add their (nullable) columns
+            conn.execute("ALTER TABLE candidates ADD COLUMN prompt_messages TEXT")
+            conn.execute("ALTER TABLE eval_prompts ADD COLUMN messages TEXT")
+            conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+            version = 2
     if version != SCHEMA_VERSION:
         raise RunStoreError(
             f"Ledger {path} has schema version {version}, this apl reads version "
@@ -127,13 +133,20 @@ def decode_completion(text: str, token_ids: str, logp: float | None) -> Completi
     return Completion(text=text, token_ids=tuple(json.loads(token_ids)), logp=logp)
 
 
+def encode_messages(messages: tuple[Message, ...]) -> str | None:
+    """A conversation as JSON `[{"role", "content"}, ...]`; None for a plain-text prompt."""
+    return json.dumps([m.as_dict() for m in messages], ensure_ascii=False) if messages else None
+
+
 def prompt_from_row(row: sqlite3.Row, prefix: str = "prompt_") -> Prompt:
     """Rebuild a Prompt from `<prefix>uid`, `<prefix>text`, ... columns."""
+    messages = row[f"{prefix}messages"]
     return Prompt(
         uid=row[f"{prefix}uid"],
         text=row[f"{prefix}text"],
         reference=row[f"{prefix}reference"],
         label=row[f"{prefix}label"],
+        messages=tuple(Message(m["role"], m["content"]) for m in json.loads(messages or "[]")),
     )
 
 
