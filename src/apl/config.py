@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from apl.errors import ConfigError
 
@@ -84,9 +91,14 @@ class GenerationConfig(StrictModel):
                 f"min_new_tokens ({self.min_new_tokens}) > max_new_tokens "
                 f"({self.max_new_tokens}); lower min_new_tokens."
             )
-        if any(not s for s in self.stop):
-            raise ValueError(f"stop ({self.stop!r}) holds an empty string; remove it.")
         return self
+
+    @field_validator("stop")
+    @classmethod
+    def _check_stop(cls, stop: list[str]) -> list[str]:
+        if any(not s for s in stop):
+            raise ValueError("it holds an empty string; remove it.")
+        return stop
 
 
 class AcquisitionConfig(ComponentConfig):
