@@ -41,9 +41,12 @@ class Prompt:
     @property
     def judge_text(self) -> str:
         """What a judge reads: each turn labelled with its role for a conversation, else `text`."""
-        if not self.messages:
-            return self.text
-        return "\n\n".join(f"{m.role.capitalize()}: {m.content}" for m in self.messages)
+        return conversation_text(self.messages) if self.messages else self.text
+
+
+def conversation_text(messages: tuple[Message, ...] | list[Message]) -> str:
+    """A conversation as judges read it: `Role: content` per turn, turns apart by a blank line."""
+    return "\n\n".join(f"{m.role.capitalize()}: {m.content}" for m in messages)
 
 
 @dataclass(frozen=True)
