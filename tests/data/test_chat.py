@@ -159,3 +159,31 @@ def test_a_template_that_refuses_a_conversation_says_so(chat_tokenizer):
     strict.chat_template = "{{ raise_exception('Conversation roles must alternate') }}"
     with pytest.raises(DataError, match="the chat template refused it .Conversation roles must"):
         ChatFormat().render(strict, (Message("user", "hi"),), "pool row 1")
+
+
+def test_without_generation_prompt_the_policy_writes_the_header_and_a_warning_says_so(
+    chats, chat_tokenizer, caplog
+):
+    task = CustomTask(str(chats), add_generation_prompt=False)
+    with caplog.at_level("WARNING", logger="apl.data.chat"):
+        prompts = task.load_prompts("train", chat_tokenizer)
+    assert all(p.text.endswith("<|im_end|>\n") for p in prompts)
+    assert "add_generation_prompt is false" in caplog.text
+
+
+def test_a_template_that_renders_the_prompt_differently_before_a_reply_is_flagged(
+    chats, chat_tokenizer, caplog
+):
+    """Like templates that open an empty thinking block only in the generation prompt."""
+    from chat_model import CHATML
+
+    thinking = chat_tokenizer.__class__.from_pretrained(chat_tokenizer.name_or_path)
+    thinking.chat_template = CHATML.replace("assistant\\n'", "assistant\\n<think></think>\\n'")
+    with caplog.at_level("WARNING", logger="apl.data.chat"):
+        prompts = CustomTask(str(chats)).load_prompts("train", thinking)
+    assert prompts[0].text.endswith("<|im_start|>assistant\n<think></think>\n")
+    assert "renders a prompt differently when a reply follows it" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="apl.data.chat"):
+        CustomTask(str(chats)).load_prompts("train", chat_tokenizer)
+    assert not caplog.text  # the ChatML template renders prompts the same either way
