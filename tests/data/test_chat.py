@@ -154,6 +154,13 @@ def test_malformed_conversations_are_named(value, problem):
     assert str(err.value).startswith("pool.jsonl row 3: ") and "\n" not in str(err.value)
 
 
+def test_a_lone_message_is_not_taken_for_text(tmp_path, chat_tokenizer):
+    path = tmp_path / "lone.jsonl"
+    path.write_text('{"prompt": {"role": "user", "content": "hi"}}\n')
+    with pytest.raises(DataError, match=r"lone.jsonl row 0: the prompt is one message"):
+        CustomTask(str(path)).load_prompts("train", chat_tokenizer)
+
+
 def test_a_template_that_refuses_a_conversation_says_so(chat_tokenizer):
     strict = chat_tokenizer.__class__.from_pretrained(chat_tokenizer.name_or_path)
     strict.chat_template = "{{ raise_exception('Conversation roles must alternate') }}"

@@ -57,6 +57,16 @@ def parse_conversation(value: Any, where: str) -> tuple[Message, ...]:
     return tuple(messages)
 
 
+def read_conversation(value: Any, where: str) -> tuple[Message, ...] | None:
+    """The turns of a pool value that is a conversation; None for text (a lone message fails)."""
+    if isinstance(value, Mapping):
+        raise DataError(
+            f"{where}: the prompt is one message {str(value)[:80]!r}; give a list of messages "
+            '[{"role": "user", "content": "..."}] or plain text.'
+        )
+    return parse_conversation(value, where) if is_conversation(value) else None
+
+
 def conversation_key(messages: Sequence[Message]) -> str:
     """Canonical JSON of the turns: what a conversation's uid and hash split are computed from."""
     return json.dumps(

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from apl.data.chat import ChatFormat, conversation_key, is_conversation, parse_conversation
+from apl.data.chat import ChatFormat, conversation_key, is_conversation, read_conversation
 from apl.data.tasks import TASKS, Split, Task, check_split, hash_split, text_uid
 from apl.errors import ConfigError, DataError
 from apl.types import Prompt
@@ -97,9 +97,8 @@ def clean_prompt(value: Any) -> str:
 
 def prompt_key(value: Any, where: str) -> str:
     """What a prompt's uid and hash split come from: its cleaned text, or its turns as JSON."""
-    if is_conversation(value):
-        return conversation_key(parse_conversation(value, where))
-    return clean_prompt(value)
+    turns = read_conversation(value, where)
+    return clean_prompt(value) if turns is None else conversation_key(turns)
 
 
 @TASKS.register("custom")
@@ -230,9 +229,9 @@ class CustomTask(Task):
     @staticmethod
     def _prompt(value: Any, reference: str | None, where: str) -> tuple[str, Prompt]:
         """(uid, Prompt) for one row: plain text, or a conversation whose text is set later."""
-        if is_conversation(value):
-            messages = parse_conversation(value, where)
-            uid = text_uid("custom", conversation_key(messages))
-            return uid, Prompt(uid=uid, text="", reference=reference, messages=messages)
+        turns = read_conversation(value, where)
+        if turns is not None:
+            uid = text_uid("custom", conversation_key(turns))
+            return uid, Prompt(uid=uid, text="", reference=reference, messages=turns)
         uid = text_uid("custom", clean_prompt(value))
         return uid, Prompt(uid=uid, text=clean_prompt(value), reference=reference)
