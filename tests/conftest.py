@@ -45,3 +45,21 @@ def tiny_model_and_tokenizer(tiny_model_dir: Path):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     return model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """The tiny GPT-2 as a chat model: ChatML template, `<|im_end|>` ending turns (p ~0.1/step)."""
+    from chat_model import build_chat_model
+
+    return build_chat_model(tiny_model_dir, tmp_path_factory.mktemp("tiny-chat"))
+
+
+@pytest.fixture()
+def tiny_chat_model_and_tokenizer(tiny_chat_model_dir: Path):
+    """Fresh copies of the tiny chat model (eval mode, fp32) and its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat_model_dir, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat_model_dir)
+    return model, tokenizer

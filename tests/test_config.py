@@ -49,3 +49,20 @@ def test_bad_values_are_one_line_errors(overrides, fragment):
 def test_missing_file_names_it(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_chat_example_config_loads_and_its_options_exist():
+    """configs/chat_qwen.yaml (a real instruct model, needs the hub): valid without loading it."""
+    from pathlib import Path
+
+    from apl.loop.components import validate_config
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "chat_qwen.yaml"
+    config = load_config(path)
+    validate_config(config)  # task and oracle options checked against their classes
+    assert config.task.kwargs["chat_template"] == "auto" and config.model.lora is not None
+    assert config.oracle.name == "openai_judge" and "template" not in config.oracle.kwargs
+    stop = load_config(path, ['generation.stop=["\\nUser:"]']).generation.stop  # YAML escapes
+    assert stop == ["\nUser:"]
+    with pytest.raises(ConfigError, match=r"generation.stop \(\[''\]\): it holds an empty str"):
+        load_config(path, ["generation.stop=['']"])

@@ -254,3 +254,20 @@ def test_real_sweep_runs_resumes_skips_and_reports(
         "| certainty | 1 | 8 | 0 (-) | 0 | 0 | 8 |" in text
     )  # round 1 is a cold start: all at 0.5
     assert (tmp_path / "report" / "win_rate.png").stat().st_size > 1000
+
+
+def test_a_sweep_over_chat_options_validates_every_run(tmp_path):
+    """Chat task options and stop strings are ordinary grid keys, checked before any run."""
+    pool = tmp_path / "chats.jsonl"
+    pool.write_text('{"messages": [{"role": "user", "content": "Hi"}]}\n')
+    base = {"task": {"name": "custom", "path": str(pool), "chat_template": True}}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    grid = {"task.system_prompt": ["Be brief.", "Be kind."], "generation.stop": [["\nUser:"]]}
+    spec_dict = {"base": "base.yaml", "grid": grid, "output_dir": str(tmp_path / "root")}
+    spec = load_sweep_spec(write_spec(tmp_path / "sweep.yaml", spec_dict))
+    assert [r.config.task.kwargs["system_prompt"] for r in spec.runs] == ["Be brief.", "Be kind."]
+    assert all(r.config.generation.stop == ["\nUser:"] for r in spec.runs)
+    assert [p.state for p in plan_sweep(spec)] == ["new", "new"]  # task options validated
+    bad = build_sweep(base, {"task.chat_templates": [True]}, tmp_path / "bad", source="s.yaml")
+    with pytest.raises(ConfigError, match="chat_templates"):
+        plan_sweep(bad)

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from apl.errors import ConfigError
 
@@ -73,6 +80,9 @@ class GenerationConfig(StrictModel):
     min_new_tokens: int = Field(16, ge=1)
     max_new_tokens: int = Field(24, ge=1)
     batch_size: int = Field(64, ge=1)
+    # Strings that end a completion (kept in its tokens, cut from its text), besides the model's
+    # end-of-turn tokens; [] since chat models end their turn with a token of their own.
+    stop: list[str] = []
 
     @model_validator(mode="after")
     def _check_range(self) -> GenerationConfig:
@@ -82,6 +92,13 @@ class GenerationConfig(StrictModel):
                 f"({self.max_new_tokens}); lower min_new_tokens."
             )
         return self
+
+    @field_validator("stop")
+    @classmethod
+    def _check_stop(cls, stop: list[str]) -> list[str]:
+        if any(not s for s in stop):
+            raise ValueError("it holds an empty string; remove it.")
+        return stop
 
 
 class AcquisitionConfig(ComponentConfig):

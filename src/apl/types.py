@@ -7,13 +7,46 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class Message:
+    """One turn of a conversation, as in TRL's conversational datasets."""
+
+    role: str  # "system", "user" or "assistant"
+    content: str
+
+    def as_dict(self) -> dict[str, str]:
+        """`{"role": ..., "content": ...}`, the form chat templates and TRL take."""
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
 class Prompt:
-    """One prompt from a pool; `uid` is stable across runs for the same task and split."""
+    """One prompt from a pool; `uid` is stable across runs for the same task and split.
+
+    `text` is what the policy is conditioned on: for a conversation (`messages` non-empty) it
+    is the chat-templated text, generation prompt included, and encoding it
+    (`add_special_tokens=False`) gives exactly the template's token ids.
+    """
 
     uid: str
     text: str
     reference: str | None = None  # a reference completion (TLDR's human summary), if any
     label: int | None = None  # task metadata, e.g. IMDB sentiment (1 positive, 0 negative)
+    messages: tuple[Message, ...] = ()  # the conversation `text` renders; () for plain text
+
+    @property
+    def is_chat(self) -> bool:
+        """True for a conversation rendered by a chat template."""
+        return bool(self.messages)
+
+    @property
+    def judge_text(self) -> str:
+        """What a judge reads: each turn labelled with its role for a conversation, else `text`."""
+        return conversation_text(self.messages) if self.messages else self.text
+
+
+def conversation_text(messages: tuple[Message, ...] | list[Message]) -> str:
+    """A conversation as judges read it: `Role: content` per turn, turns apart by a blank line."""
+    return "\n\n".join(f"{m.role.capitalize()}: {m.content}" for m in messages)
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,17 @@ class Task(ABC):
 
     # What evaluation compares against: the initial model's completions, or the pool's references.
     baseline: Literal["initial", "reference"] = "initial"
-    judge_template: str = "sentiment"  # the oracle template: "sentiment" or "summarization"
+    # The oracle template: "sentiment", "summarization", "chat" or a template file.
+    judge_template: str = "sentiment"
 
     @property
     def name(self) -> str:
         """A short name for messages, e.g. `imdb`."""
         return getattr(self, "registry_name", type(self).__name__)
+
+    def judge_template_for(self, tokenizer: Any) -> str:
+        """The oracle template for prompts encoded by `tokenizer` (custom: `chat` when templated)."""
+        return self.judge_template
 
     @abstractmethod
     def load_prompts(self, split: Split, tokenizer: Any, seed: int = 0) -> list[Prompt]:

@@ -134,7 +134,7 @@ def evaluate(
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         requests = [
-            make_request(prompts[i].text, policy_texts[i], baseline_texts[i]) for i in chunk
+            make_request(prompts[i].judge_text, policy_texts[i], baseline_texts[i]) for i in chunk
         ]
         answers = judge_batch(requests)
         if len(answers) != len(requests):

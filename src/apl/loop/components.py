@@ -16,7 +16,7 @@ from apl.data import TASKS, Task
 from apl.loop.checks import check_oracle_options, validate_config
 from apl.oracles import ORACLES, Oracle
 from apl.oracles.base import default_cache_dir
-from apl.policy.model import LoadedModel, load_model, resolve_model_path
+from apl.policy.model import LoadedModel, load_model, load_tokenizer, resolve_model_path
 from apl.policy.reference import ReferenceModel
 from apl.policy.view import ModelPolicyView
 from apl.store.judgement_cache import JudgementCache
@@ -81,7 +81,9 @@ def build_components(config: APLConfig, cache_dir: Path | None = None) -> Compon
     """Load the task, model, reference, trainer, oracle and acquisition for `config`."""
     validate_config(config)
     task = TASKS.build(config.task.name, config.task.kwargs)
-    oracle_kwargs = check_oracle_options(config, task.judge_template)
+    # The tokenizer alone (seconds) settles chat templating, hence the judge's template.
+    tokenizer = load_tokenizer(config.model)
+    oracle_kwargs = check_oracle_options(config, task.judge_template_for(tokenizer))
     acquisition = ACQUISITIONS.build(config.acquisition.name, config.acquisition.kwargs)
 
     # The oracle first: a missing API key or bad option fails before minutes of model loading.
@@ -96,7 +98,7 @@ def build_components(config: APLConfig, cache_dir: Path | None = None) -> Compon
         raise
 
     torch.manual_seed(derive_seed(config.seed, "init"))
-    loaded = load_model(config.model)
+    loaded = load_model(config.model, tokenizer=tokenizer)
     fingerprint = model_fingerprint(resolve_model_path(config.model.model_name_or_path))
     lora = config.model.lora is not None
     reference = ReferenceModel.from_policy(

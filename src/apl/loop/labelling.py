@@ -30,7 +30,7 @@ class LabelStats:
 
 def _request(candidate: Candidate) -> JudgeRequest:
     pair = candidate.pair
-    return JudgeRequest(pair.prompt.text, pair.a.text, pair.b.text)
+    return JudgeRequest(pair.prompt.judge_text, pair.a.text, pair.b.text)
 
 
 def label_round(

@@ -17,7 +17,7 @@ from typing import Any
 
 from apl.errors import ConfigError, DataError
 from apl.oracles.base import ORACLES, JudgementCache, JudgeRequest, Oracle
-from apl.types import Verdict
+from apl.types import Message, Verdict, conversation_text
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def judge_settings(
 
 
 def load_pairs(path: str | Path) -> list[JudgeRequest]:
-    """Pairs from a JSONL file with keys `prompt`, `a`, `b` (one object per line)."""
+    """Pairs from a JSONL file with keys `prompt` (text, or TRL-style messages), `a`, `b`."""
     path = Path(path)
     if not path.is_file():
         raise DataError(
@@ -122,7 +122,10 @@ def load_pairs(path: str | Path) -> list[JudgeRequest]:
             continue
         try:
             row = json.loads(line)
-            requests.append(JudgeRequest(str(row["prompt"]), str(row["a"]), str(row["b"])))
+            prompt = row["prompt"]
+            if isinstance(prompt, list):  # TRL's conversational format: shown turn by turn
+                prompt = conversation_text([Message(m["role"], m["content"]) for m in prompt])
+            requests.append(JudgeRequest(str(prompt), str(row["a"]), str(row["b"])))
         except (ValueError, KeyError, TypeError) as err:
             raise DataError(
                 f"--pairs {path} line {number}: {type(err).__name__} {err}; each line must be a "

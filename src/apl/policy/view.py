@@ -75,6 +75,7 @@ class ModelPolicyView:
             batch_size=gen.batch_size,
             generator=self.generator,
             autocast_dtype=self.autocast_dtype,
+            stop=gen.stop,
         )
 
     def reference_logps(self, prompts: list[Prompt], completions: list[Completion]) -> list[float]:

@@ -27,6 +27,7 @@ from apl.store.ledger_schema import (
     connect,
     decode_completion,
     encode_ids,
+    encode_messages,
     judgement_from_row,
     judgement_values,
     prompt_from_row,
@@ -67,7 +68,7 @@ class LabelledPair:
 _CANDIDATE_COLUMNS = (
     "round, rank, prompt_uid, prompt_text, prompt_reference, prompt_label, "
     "a_text, a_token_ids, a_logp, b_text, b_token_ids, b_logp, "
-    "ref_logp_a, ref_logp_b, score, extras"
+    "ref_logp_a, ref_logp_b, score, extras, prompt_messages"
 )
 
 
@@ -170,11 +171,12 @@ class Ledger(EvalRecords, ProgressRecords):
                     p.ref_logp_b,
                     p.score,
                     json.dumps(p.extras),
+                    encode_messages(p.prompt.messages),
                 )
                 for rank, p in enumerate(pairs)
             ]
             self._conn.executemany(
-                f"INSERT INTO candidates ({_CANDIDATE_COLUMNS}) VALUES ({', '.join('?' * 16)})",
+                f"INSERT INTO candidates ({_CANDIDATE_COLUMNS}) VALUES ({', '.join('?' * 17)})",
                 rows,
             )
         return self.candidates(round)

@@ -12,9 +12,11 @@ from typing import Any
 
 from apl.errors import RunStoreError
 from apl.store.journal_schema import add_journal_to_v1_ledger, create_journal
-from apl.types import Completion, Judgement, Prompt, Verdict
+from apl.types import Completion, Judgement, Message, Prompt, Verdict
 
-SCHEMA_VERSION = 2  # 2: oracle_calls, the write-ahead journal of paid judge calls
+# 2: oracle_calls, the write-ahead journal of paid judge calls; 3: conversational prompts
+# (`candidates.prompt_messages`, `eval_prompts.messages`)
+SCHEMA_VERSION = 3
 PHASES = ("candidates", "labelled", "trained", "evaluated")  # a round's steps, in order
 BUSY_TIMEOUT_MS = 30_000  # `apl status` may read while a run writes; wait rather than fail
 
@@ -40,6 +42,7 @@ CREATE TABLE candidates (
     a_text TEXT NOT NULL, a_token_ids TEXT NOT NULL, a_logp REAL,
     b_text TEXT NOT NULL, b_token_ids TEXT NOT NULL, b_logp REAL,
     ref_logp_a REAL, ref_logp_b REAL, score REAL, extras TEXT NOT NULL,
+    prompt_messages TEXT,
     UNIQUE (round, rank));
 CREATE INDEX candidates_uid ON candidates (prompt_uid);
 CREATE TABLE verdicts (
@@ -52,7 +55,7 @@ CREATE TABLE history (
     PRIMARY KEY (round, epoch, key));
 CREATE TABLE eval_prompts (
     position INTEGER PRIMARY KEY, uid TEXT NOT NULL UNIQUE, text TEXT NOT NULL,
-    reference TEXT, label INTEGER);
+    reference TEXT, label INTEGER, messages TEXT);
 CREATE TABLE eval_baseline (
     uid TEXT PRIMARY KEY REFERENCES eval_prompts (uid),
     text TEXT NOT NULL, token_ids TEXT NOT NULL, logp REAL);
@@ -117,7 +120,13 @@ def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
 
 
 # version -> the step that brings a ledger of that version to the next one.
-MIGRATIONS = {1: add_journal_to_v1_ledger}
+def _add_chat_columns(conn: sqlite3.Connection) -> None:
+    """2 -> 3: conversational prompts' (nullable) columns; plain-text rows keep NULL."""
+    conn.execute("ALTER TABLE candidates ADD COLUMN prompt_messages TEXT")
+    conn.execute("ALTER TABLE eval_prompts ADD COLUMN messages TEXT")
+
+
+MIGRATIONS = {1: add_journal_to_v1_ledger, 2: _add_chat_columns}
 
 
 @contextlib.contextmanager
@@ -143,13 +152,20 @@ def decode_completion(text: str, token_ids: str, logp: float | None) -> Completi
     return Completion(text=text, token_ids=tuple(json.loads(token_ids)), logp=logp)
 
 
+def encode_messages(messages: tuple[Message, ...]) -> str | None:
+    """A conversation as JSON `[{"role", "content"}, ...]`; None for a plain-text prompt."""
+    return json.dumps([m.as_dict() for m in messages], ensure_ascii=False) if messages else None
+
+
 def prompt_from_row(row: sqlite3.Row, prefix: str = "prompt_") -> Prompt:
     """Rebuild a Prompt from `<prefix>uid`, `<prefix>text`, ... columns."""
+    messages = row[f"{prefix}messages"]
     return Prompt(
         uid=row[f"{prefix}uid"],
         text=row[f"{prefix}text"],
         reference=row[f"{prefix}reference"],
         label=row[f"{prefix}label"],
+        messages=tuple(Message(m["role"], m["content"]) for m in json.loads(messages or "[]")),
     )
 
 
