@@ -51,14 +51,19 @@ def test_missing_file_names_it(tmp_path):
         load_config(tmp_path / "nope.yaml")
 
 
-def test_chat_example_config_loads_and_its_options_exist():
+def test_chat_example_config_loads_and_its_options_exist(tmp_path, monkeypatch):
     """configs/chat_qwen.yaml (a real instruct model, needs the hub): valid without loading it."""
+    import json
     from pathlib import Path
 
     from apl.loop.components import validate_config
 
+    chats = tmp_path / "chats.jsonl"
+    rows = [{"messages": [{"role": "user", "content": f"Question {i}?"}]} for i in range(40)]
+    chats.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")  # the example's judge reads it
     path = Path(__file__).resolve().parents[1] / "configs" / "chat_qwen.yaml"
-    config = load_config(path)
+    config = load_config(path, [f"task.path={chats}"])
     validate_config(config)  # task and oracle options checked against their classes
     assert config.task.kwargs["chat_template"] == "auto" and config.model.lora is not None
     assert config.oracle.name == "openai_judge" and "template" not in config.oracle.kwargs

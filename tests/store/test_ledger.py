@@ -297,6 +297,8 @@ def test_a_version_1_ledger_gains_the_message_columns_and_keeps_its_rows(tmp_pat
     with sqlite3.connect(path) as conn:  # as apl wrote ledgers before conversational prompts
         conn.execute("ALTER TABLE candidates DROP COLUMN prompt_messages")
         conn.execute("ALTER TABLE eval_prompts DROP COLUMN messages")
+        conn.execute("DROP TABLE oracle_calls")  # nor the spend journal (schema 2)
+        conn.execute("DROP TABLE oracle_calls_totals")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     with Ledger(path) as led:
         assert (led.candidates(1), led.eval_prompts()) == before
@@ -305,7 +307,7 @@ def test_a_version_1_ledger_gains_the_message_columns_and_keeps_its_rows(tmp_pat
         assert led.save_candidates(2, new)[0].pair.prompt == CHAT_PROMPT
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
-            "2",
+            "3",
         )
 
 

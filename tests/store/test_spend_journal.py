@@ -135,6 +135,8 @@ def test_a_version_1_ledger_is_migrated_in_place_and_its_past_spend_counts(tmp_p
     conn = sqlite3.connect(path)
     conn.execute("DROP TABLE oracle_calls")  # its index and triggers go with it
     conn.execute("DROP TABLE oracle_calls_totals")
+    conn.execute("ALTER TABLE candidates DROP COLUMN prompt_messages")  # nor chat (schema 3)
+    conn.execute("ALTER TABLE eval_prompts DROP COLUMN messages")
     conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()
@@ -143,7 +145,7 @@ def test_a_version_1_ledger_is_migrated_in_place_and_its_past_spend_counts(tmp_p
         spend = ledger.spend()
         assert len(ledger.verdicts(1)) == 4 and len(ledger.eval_verdicts(1)) == 2
         version = ledger._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'")
-        assert version.fetchone()[0] == "2"
+        assert version.fetchone()[0] == "3"
     assert spend.counted_usd == pytest.approx(0.5 + 0.25 + 2 * 0.125)
     assert spend.requests == 3 + 3 + 2 * 3  # 1 + 2 retries; both orders + 1 retry; evals
     assert spend.unsettled == 0
