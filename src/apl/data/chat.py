@@ -120,7 +120,13 @@ class ChatFormat:
         return turns
 
     def apply(self, prompts: list[Prompt], tokenizer: Any, source: str) -> list[Prompt]:
-        """The prompts with `text` chat-templated and `messages` set, or unchanged if off."""
+        """The prompts with `text` chat-templated and `messages` set, or unchanged if off.
+
+        Without a tokenizer (the early file check, before any model loads) whether templating
+        is on cannot be known yet: the prompts come back as read, and `apply` runs again later.
+        """
+        if tokenizer is None:
+            return prompts
         if not self.enabled(tokenizer):
             if self.system_prompt is not None:
                 raise ConfigError(
