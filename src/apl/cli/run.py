@@ -18,6 +18,11 @@ RESUME_OVERRIDABLE = (
     "oracle.max_retries",
     "oracle.backoff_base_s",
     "oracle.backoff_max_s",
+    "oracle.serve",  # `web`: where and how the labelling page is served, not what it labels
+    "oracle.host",
+    "oracle.port",
+    "oracle.undo_window_s",
+    "oracle.poll_s",
 )
 
 

@@ -33,6 +33,7 @@ from apl.loop.components import (
 from apl.loop.evaluating import evaluate_round, is_waypoint, prepare_evaluation
 from apl.loop.labelling import label_round
 from apl.loop.progress import RunProgress
+from apl.loop.web_labelling import web_labelling
 from apl.memory import release_free_memory
 from apl.store.baseline_cache import BaselineCache
 from apl.store.fs import replace_dir_atomic, write_text_atomic
@@ -177,6 +178,7 @@ class ActiveLoop:
             self._acquire(round)
         if not _done(ledger.phase(round), "labelled"):
             progress.phase(round, "labelling")
+            self.c.oracle.begin(round, "label")
             with self.timer.time("label"):
                 stats = label_round(
                     ledger,
@@ -208,6 +210,7 @@ class ActiveLoop:
         if not _done(ledger.phase(round), "evaluated"):
             if is_waypoint(config, round * M, round):
                 progress.phase(round, "evaluating")
+                self.c.oracle.begin(round, "eval")
                 with self.timer.time("evaluate"):
                     result = evaluate_round(self.c, ledger, round, storage=self._storage())
                 ledger.log_metrics(round, result.as_metrics())
@@ -273,7 +276,11 @@ def run_active_learning(run_dir: RunDir | APLConfig, cache_dir: Path | None = No
     try:
         if not isinstance(run_dir, RunDir):
             run_dir = open_run_dir(config)
-        with run_dir.exclusive(), run_dir.open_ledger() as ledger:
+        with (
+            run_dir.exclusive(),
+            run_dir.open_ledger() as ledger,
+            web_labelling(run_dir, components.oracle),
+        ):
             return ActiveLoop(run_dir, components, ledger).run()
     finally:
         components.close()
