@@ -25,7 +25,9 @@ HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),  # the sign-in link carries a token in its path
+    # same-origin: never leak a URL to another site; no-referrer would make Chrome send
+    # `Origin: null` on our own form posts, which the origin check must refuse.
+    (b"referrer-policy", b"same-origin"),
     (b"cache-control", b"no-store"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
