@@ -147,7 +147,7 @@ class LabelQueue(AnnotatorRecords, ImportRecords):
         """Record the pair's verdict if its answers are still exactly `seen`; False otherwise."""
         conn = self._db.conn
         with self._db.lock, transaction(conn):
-            if sorted(self._answers(pair_id)) != sorted(seen):
+            if set(self._answers(pair_id)) != set(seen):
                 return False  # an undo or a new answer came in since; look again next poll
             cur = conn.execute(
                 "UPDATE label_pairs SET verdict = ?, decided_at = ? WHERE id = ? AND verdict IS NULL",
