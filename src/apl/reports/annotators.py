@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from rich.table import Table
 
 from apl.store.label_people import AgreementSummary
-from apl.store.label_queue import QueueProgress
+from apl.store.label_status import QueueProgress
 
 COLUMNS = ("annotator", "answers", "A/B", "ties", "skips", "median s/label", "agreement (n)")
 

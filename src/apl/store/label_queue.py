@@ -9,10 +9,8 @@ into a verdict) is conditional on the answers it saw, so it can never race an un
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from apl.store.fs import guarded
@@ -25,27 +23,13 @@ from apl.store.label_schema import (
     QueueRejection,
     to_request_choice,
 )
+from apl.store.label_status import QueueStatus
 from apl.store.ledger_schema import transaction
 from apl.types import QueueItem
 
 _guarded = guarded("use the label queue in")
 
 CLAIM_S = 300.0  # a pair someone else opened this recently is offered to others last
-HEARTBEAT_EVERY_S = 5.0  # how often a waiting loop says so (each write is an fsync)
-ALIVE_WITHIN_S = 20.0  # a heartbeat younger than this means a run is waiting right now
-
-
-@dataclass(frozen=True)
-class QueueProgress:
-    """Where the newest batch of queued pairs stands, for the page and `apl status`."""
-
-    round: int | None
-    purpose: str | None  # 'label' or 'eval'; None when nothing was ever queued
-    queued: int  # pairs in the newest (round, purpose) batch
-    answered: int  # of those, pairs holding all the answers they need (or decided)
-    open_pairs: int  # pairs anywhere still waiting for an answer
-    labels_held: int  # A/B verdicts in the ledger: the labels DPO trains on
-    loop_waiting: bool  # a run is polling the queue right now
 
 
 def _state(row, answers: Sequence[Answer]) -> PairState:
@@ -64,7 +48,7 @@ def _state(row, answers: Sequence[Answer]) -> PairState:
     )
 
 
-class LabelQueue(AnnotatorRecords, ImportRecords):
+class LabelQueue(AnnotatorRecords, ImportRecords, QueueStatus):
     """The queue of one run, stored in its ledger (`RUN_DIR/ledger.sqlite`)."""
 
     def __init__(self, path: str | Path) -> None:
@@ -154,18 +138,6 @@ class LabelQueue(AnnotatorRecords, ImportRecords):
                 (verdict, time.time(), pair_id),
             )
             return cur.rowcount == 1
-
-    @_guarded
-    def heartbeat(self) -> None:
-        """Say that a run is waiting on the queue now (written at most every few seconds)."""
-        now = time.time()
-        if now - self._last_heartbeat < HEARTBEAT_EVERY_S:
-            return
-        self._last_heartbeat = now
-        with self._db.lock, transaction(self._db.conn):
-            self._db.conn.execute(
-                "INSERT OR REPLACE INTO label_settings VALUES ('loop_heartbeat', ?)", (repr(now),)
-            )
 
     # --- the page's side ---------------------------------------------------------------------
 
@@ -267,54 +239,3 @@ class LabelQueue(AnnotatorRecords, ImportRecords):
                 (row["pair_id"], annotator_id, time.time()),
             )
             return row["pair_id"]
-
-    @_guarded
-    def progress(self) -> QueueProgress:
-        """The newest batch's counts, labels held, and whether a run is waiting."""
-        conn = self._db.conn
-        with self._db.lock:
-            last = conn.execute(
-                "SELECT round, purpose FROM label_pairs ORDER BY id DESC LIMIT 1"
-            ).fetchone()
-            complete = (
-                "(verdict IS NOT NULL OR (SELECT COUNT(*) FROM label_answers a "
-                "WHERE a.pair_id = label_pairs.id) >= needed)"
-            )
-            queued = answered = 0
-            if last is not None:
-                queued, answered = conn.execute(
-                    f"SELECT COUNT(*), COALESCE(SUM({complete}), 0) FROM label_pairs "
-                    "WHERE round IS ? AND purpose = ?",
-                    (last["round"], last["purpose"]),
-                ).fetchone()
-            open_pairs = conn.execute(
-                f"SELECT COUNT(*) FROM label_pairs WHERE NOT {complete}"
-            ).fetchone()[0]
-            held = conn.execute(
-                "SELECT COUNT(*) FROM verdicts WHERE verdict IN ('A', 'B')"
-            ).fetchone()[0]
-            beat = conn.execute(
-                "SELECT value FROM label_settings WHERE key = 'loop_heartbeat'"
-            ).fetchone()
-        waiting = beat is not None and time.time() - float(beat[0]) < ALIVE_WITHIN_S
-        return QueueProgress(
-            None if last is None else last["round"],
-            None if last is None else last["purpose"],
-            queued,
-            answered,
-            open_pairs,
-            held,
-            waiting,
-        )
-
-    @_guarded
-    def secret(self) -> str:
-        """This run's random key for signing form tokens (made once, kept in the ledger)."""
-        with self._db.lock, transaction(self._db.conn):
-            self._db.conn.execute(
-                "INSERT OR IGNORE INTO label_settings VALUES ('form_secret', ?)",
-                (secrets.token_hex(32),),
-            )
-            return self._db.conn.execute(
-                "SELECT value FROM label_settings WHERE key = 'form_secret'"
-            ).fetchone()[0]
