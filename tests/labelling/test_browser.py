@@ -268,5 +268,5 @@ def test_a_run_is_labelled_in_chromium_across_a_killed_server(
     )
     assert usable == [(1, 4), (2, 4)]
     assert (run_dir / "final_model").is_dir()
-    status = CliRunner().invoke(app, ["status", str(run_dir)])
-    assert status.exit_code == 0 and "alice" in status.output
+    status = CliRunner().invoke(app, ["status", str(run_dir)], env={"COLUMNS": "200"})
+    assert status.exit_code == 0 and "alice" in status.output  # who labelled, per annotator

@@ -28,6 +28,8 @@ from apl.cli import app
 from apl.config import config_from_dict
 from apl.errors import LabelsPendingError
 from apl.oracles import ORACLES, JudgeRequest
+from apl.reports.annotators import annotators_markdown
+from apl.reports.collect import load_run
 from apl.store.label_queue import LabelQueue
 from apl.store.run_dir import open_run_dir
 from apl.types import Verdict
@@ -179,6 +181,16 @@ def test_label_studio_round_trip(run, tmp_path_factory):
     assert verdicts(run) == [Verdict.A, Verdict.A, Verdict.TIE, Verdict.INVALID]
     names = {row[1] for row in snapshot(run)[2]}
     assert names == {"label-studio:10", "label-studio:11", "label-studio:ann@example.org"}
+    # `apl report` and `apl status` read who labelled, with agreement on the doubly-labelled pair
+    people = load_run(run).annotators
+    stats = {s.name: s for s in people.annotators}
+    assert stats["label-studio:10"].answers == 3 and stats["label-studio:10"].agreement == 1.0
+    assert people.agreement == 1.0 and people.compared_pairs == 1
+    assert "| label-studio:11 | 1 | 1 | 0 | 0 | - | 1.00 (1) |" in annotators_markdown(
+        [("run", people)]
+    )
+    status = CliRunner().invoke(app, ["status", str(run)], env={"COLUMNS": "200"})
+    assert status.exit_code == 0 and "label-studio:10" in status.output
 
 
 @pytest.mark.parametrize(
