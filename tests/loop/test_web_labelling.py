@@ -35,7 +35,8 @@ def test_the_run_serves_its_page_and_a_timeout_says_how_to_resume(tmp_path, capl
             link = next(r.getMessage() for r in caplog.records if "/a/" in r.getMessage())
             token = link.split("/a/")[1].split()[0]
             with httpx.Client(base_url=url, timeout=5, follow_redirects=True) as browser:
-                assert "Nothing to label" in browser.get(f"/a/{token}").text
+                page = browser.get(f"/a/{token}").text
+                assert "Nothing to label" in page and "The run is working" in page
                 judge.begin(1, "label")
                 judge.judge_batch([JudgeRequest("p", "a", "b")])  # times out: nobody answers
     message = str(err.value)

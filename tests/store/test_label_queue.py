@@ -160,9 +160,9 @@ def test_progress_counts_the_newest_batch_and_the_labels_held(tmp_path):
         queue.answer(ids[0], alice.id, "left")
         progress = queue.progress()
         assert (progress.round, progress.queued, progress.answered) == (2, 2, 1)
-        assert (progress.open_pairs, progress.labels_held, progress.loop_waiting) == (2, 1, False)
+        assert (progress.open_pairs, progress.labels_held, progress.run_live) == (2, 1, False)
         queue.heartbeat()
-        assert queue.progress().loop_waiting
+        assert queue.progress().run_live
 
 
 def test_agreement_and_time_per_label(queue):

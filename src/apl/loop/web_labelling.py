@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,11 +18,12 @@ from typing import TYPE_CHECKING
 
 from apl.config import APLConfig
 from apl.data import TASKS
-from apl.errors import ConfigError, LabelsPendingError
+from apl.errors import ConfigError, LabelsPendingError, RunStoreError
 from apl.oracles import Oracle
 from apl.oracles.prompts import load_template
 from apl.oracles.web import WebJudge
 from apl.store.label_queue import LabelQueue
+from apl.store.label_status import HEARTBEAT_EVERY_S
 from apl.store.run_dir import RunDir
 
 if TYPE_CHECKING:  # the web server's libraries load only when a page is served
@@ -112,6 +114,16 @@ def _serve(run_dir: RunDir, judge: WebJudge, queue: LabelQueue) -> BackgroundSer
     return server
 
 
+def _beat(queue: LabelQueue, stop: threading.Event) -> None:
+    """Tell the page a run is live (waiting, sampling or training) until `stop` is set."""
+    while not stop.is_set():
+        try:
+            queue.heartbeat()
+        except RunStoreError as err:  # a full disk must not kill the run from this thread
+            logger.warning("%s", err)
+        stop.wait(HEARTBEAT_EVERY_S)
+
+
 @contextmanager
 def web_labelling(run_dir: RunDir, oracle: Oracle) -> Iterator[None]:
     """For a `web` judge: attach the run's queue, serve the page; a no-op for other judges."""
@@ -121,16 +133,22 @@ def web_labelling(run_dir: RunDir, oracle: Oracle) -> Iterator[None]:
     queue = LabelQueue(run_dir.ledger_path)
     oracle.attach(queue)
     server = _serve(run_dir, oracle, queue) if oracle.serve else None
+    stop = threading.Event()
+    beat = threading.Thread(target=_beat, args=(queue, stop), name="apl-heartbeat", daemon=True)
+    beat.start()
     try:
         yield
     except LabelsPendingError as err:
-        where = server.url if server else f"`apl label serve {run_dir.path}`"
+        # This run (and any page it served) is ending; point at what serves the page next.
         raise LabelsPendingError(
-            f"{err} (queued in {run_dir.ledger_path}). Answer them at {where}, or import a "
-            f"Label Studio / Argilla export with `apl label import {run_dir.path} FILE`; then "
-            f"run `apl resume {run_dir.path}`. Every answer given so far is saved."
+            f"{err} (queued in {run_dir.ledger_path}). Answer them on the page that "
+            f"`apl label serve {run_dir.path}` (or the resumed run) serves, or import a Label "
+            f"Studio / Argilla export with `apl label import {run_dir.path} FILE`; then run "
+            f"`apl resume {run_dir.path}`. Every answer given so far is saved."
         ) from None
     finally:
+        stop.set()
+        beat.join()
         if server is not None:
             server.stop()
         queue.close()

@@ -46,9 +46,6 @@ class LabelQueueLike(Protocol):
     def decide(self, pair_id: int, verdict: str, seen: Sequence[Any]) -> bool:
         """Record a verdict if the answers are still `seen`."""
 
-    def heartbeat(self) -> None:
-        """Tell the page a run is waiting."""
-
 
 def decide_verdict(choices: Sequence[str], rule: str) -> Verdict:
     """One verdict from annotators' choices (A, B, tie, skip): `rule` says how, else INVALID.
@@ -203,7 +200,6 @@ class WebJudge(Oracle):
                     )
                 if deadline is not None and time.monotonic() >= deadline:
                     raise self._pending_error(len(pending), total)
-                self.queue.heartbeat()
                 left = None if deadline is None else deadline - time.monotonic()
                 time.sleep(self.poll_s if left is None else max(0.0, min(self.poll_s, left)))
         except KeyboardInterrupt:

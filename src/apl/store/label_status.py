@@ -1,4 +1,4 @@
-"""The label queue's status: the newest batch's progress, a waiting run's heartbeat, the form key."""
+"""The label queue's status: the newest batch's progress, a live run's heartbeat, the form key."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from apl.store.ledger_schema import transaction
 
 _guarded = guarded("use the label queue in")
 
-HEARTBEAT_EVERY_S = 5.0  # how often a waiting loop says so (each write is an fsync)
-ALIVE_WITHIN_S = 20.0  # a heartbeat younger than this means a run is waiting right now
+HEARTBEAT_EVERY_S = 5.0  # how often a live run says so (each write is an fsync)
+ALIVE_WITHIN_S = 20.0  # a heartbeat younger than this means a run is live right now
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class QueueProgress:
     answered: int  # of those, pairs holding all the answers they need (or decided)
     open_pairs: int  # pairs anywhere still waiting for an answer
     labels_held: int  # A/B verdicts in the ledger: the labels DPO trains on
-    loop_waiting: bool  # a run is polling the queue right now
+    run_live: bool  # a run of this queue is running right now (waiting, training, ...)
 
 
 class QueueStatus:
@@ -39,7 +39,7 @@ class QueueStatus:
 
     @_guarded
     def heartbeat(self) -> None:
-        """Say that a run is waiting on the queue now (written at most every few seconds)."""
+        """Say that a run of this queue is running now (written at most every few seconds)."""
         now = time.time()
         if now - self._last_heartbeat < HEARTBEAT_EVERY_S:
             return
@@ -51,7 +51,7 @@ class QueueStatus:
 
     @_guarded
     def progress(self) -> QueueProgress:
-        """The newest batch's counts, labels held, and whether a run is waiting."""
+        """The newest batch's counts, labels held, and whether a run is live."""
         conn = self._db.conn
         with self._db.lock:
             last = conn.execute(
@@ -77,7 +77,7 @@ class QueueStatus:
             beat = conn.execute(
                 "SELECT value FROM label_settings WHERE key = 'loop_heartbeat'"
             ).fetchone()
-        waiting = beat is not None and time.time() - float(beat[0]) < ALIVE_WITHIN_S
+        live = beat is not None and time.time() - float(beat[0]) < ALIVE_WITHIN_S
         return QueueProgress(
             None if last is None else last["round"],
             None if last is None else last["purpose"],
@@ -85,7 +85,7 @@ class QueueStatus:
             answered,
             open_pairs,
             held,
-            waiting,
+            live,
         )
 
     @_guarded
