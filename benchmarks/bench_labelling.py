@@ -101,7 +101,9 @@ def main() -> None:
                 times, reads = one_round(Path(tmp) / f"{repeat}-{people}", args.pairs, people)
                 results[people][0].extend(times)
                 results[people][1].extend(reads)
-    print("| annotators at once | answers | answer + next page, median ms | p95 ms | page alone, median ms |")
+    print(
+        "| annotators at once | answers | answer + next page, median ms | p95 ms | page alone, median ms |"
+    )
     print("|---:|---:|---:|---:|---:|")
     for people, (times, reads) in results.items():
         ms = sorted(t * 1000 for t in times)

@@ -140,6 +140,14 @@ def test_bad_answers_get_a_clear_4xx_and_change_nothing(queue, form, with_token,
     assert snapshot(queue) == before
 
 
+def test_an_oversized_form_is_refused_before_it_is_read(queue):
+    client, csrf = signed_in(queue)
+    before = snapshot(queue)
+    big = {"csrf": csrf, "pair": "2", "choice": "left", "padding": "x" * 10_000}
+    assert client.post("/answer", data=big).status_code == 413
+    assert snapshot(queue) == before
+
+
 def test_another_sessions_form_token_is_refused(queue):
     _, alices = signed_in(queue, "alice")
     bob, _ = signed_in(queue, "bob")

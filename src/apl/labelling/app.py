@@ -37,6 +37,7 @@ from apl.store.label_schema import Annotator
 logger = logging.getLogger(__name__)
 
 COOKIE_MAX_AGE_S = 30 * 24 * 3600  # a personal link signs a browser in for a month
+MAX_FORM_BYTES = 4096  # our forms hold three short fields; anything bigger is not ours
 NOTES = {
     "saved": "Saved. Press U to undo it before the run uses it.",
     "undone": "Your last answer was taken back; answer this pair again.",
@@ -84,7 +85,10 @@ def create_app(queue: LabelQueue, page: PageSettings) -> Starlette:
         token, who = session(request)
         if not same_origin(request, page.allowed_origins):
             raise HTTPException(403, "Request from another site refused.")
-        form = await request.form(max_files=0, max_fields=8, max_part_size=4096)
+        size = request.headers.get("content-length", "")
+        if not size.isdigit() or int(size) > MAX_FORM_BYTES:
+            raise HTTPException(413, "The form is too large or has no length; reload the page.")
+        form = await request.form(max_files=0, max_fields=8, max_part_size=MAX_FORM_BYTES)
         if not form_token_ok(secret, token, form.get("csrf")):
             raise HTTPException(403, "Missing or wrong form token; reload the page and try again.")
         return who, form
