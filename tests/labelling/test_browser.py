@@ -11,24 +11,23 @@ order), and exit 0.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
-import sqlite3
+import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from apl.cli import app
 from apl.oracles.web import decide_verdict
+
+from .runs import query, run_env, start, wait_for, web_run_config
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -53,42 +52,9 @@ pytestmark = [
 
 def free_port() -> int:
     """A port nothing listens on right now."""
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def query(ledger: Path, sql: str, *args) -> list[tuple]:
-    """Rows from the run's ledger (an empty list while it or the table does not exist yet)."""
-    if not ledger.exists():  # connecting would create it, and the run refuses a foreign file
-        return []
-    conn = sqlite3.connect(ledger, timeout=30)
-    try:
-        return conn.execute(sql, args).fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        conn.close()
-
-
-def wait_for(condition, what: str, timeout: float = 120.0, procs=()) -> None:
-    """Poll `condition()` until true; fail early if a process it depends on died."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        for proc, log in procs:
-            assert proc.poll() is None, f"{what}: process ended:\n{Path(log).read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
-def start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
-    """`python -m apl ARGS` with output to a file (a pipe nobody reads could block it)."""
-    with open(log, "w") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "apl", *args], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
 
 
 def test_a_run_is_labelled_in_chromium_across_a_killed_server(
@@ -99,38 +65,14 @@ def test_a_run_is_labelled_in_chromium_across_a_killed_server(
 
     run_dir, port = tmp_path / "run", free_port()
     base = f"http://127.0.0.1:{port}"
-    # 80 review openings as a custom prompt pool: tokenising IMDB's 25k would dominate the test.
-    prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text(
-        "".join(
-            json.dumps({"prompt": " ".join(text.split()[:10])}) + "\n"
-            for text in imdb_sample_texts[:80]
-        )
+    # undo_window_s: long enough for the test to undo before the run decides the pair.
+    config = web_run_config(
+        tmp_path, tiny_model_dir, imdb_sample_texts, port=port, timeout_s=300, undo_window_s=2.0
     )
-    config = {
-        "task": {"name": "custom", "path": str(prompts), "test_fraction": 0.2},
-        "model": {"model_name_or_path": str(tiny_model_dir), "bf16": False},
-        "generation": {"batch_size": 32},
-        "acquisition": {"name": "random"},
-        "oracle": {
-            "name": "web",
-            "serve": False,  # its own process below, so it can be killed apart from the run
-            "port": port,
-            "timeout_s": 300,
-            "undo_window_s": 2.0,  # long enough for the test to undo before the run decides
-            "poll_s": 0.1,
-        },
-        "loop": {"label_budget": 8, "query_size": 4, "pool_size": 8},
-        "dpo": {"num_train_epochs": 2, "learning_rate": 1e-3, "per_device_train_batch_size": 4},
-        "evaluation": {"num_prompts": 2},
-        "output_dir": str(run_dir),
-        "seed": 5,
-    }
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
-    env = {**os.environ, "APL_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    env = run_env(tmp_path)
     ledger = run_dir / "ledger.sqlite"
     run_log, serve_log = tmp_path / "run.log", tmp_path / "serve.log"
-    run = start(["run", str(tmp_path / "run.yaml")], env, run_log)
+    run = start(["run", str(config)], env, run_log)
     server = None
     browser_home = tempfile.mkdtemp(prefix="chromium-profile-")
     try:
