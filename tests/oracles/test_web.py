@@ -77,6 +77,9 @@ def prefers_good(pair) -> str:
         (["B", "B", "B"], "unanimous", Verdict.B),
         (["B", "B", "A"], "unanimous", Verdict.INVALID),
         (["tie", "tie"], "unanimous", Verdict.TIE),
+        (["A", "A", "B"], 0.75, Verdict.INVALID),  # 2 of 3 is below the rate
+        (["A", "A", "A", "B"], 0.75, Verdict.A),
+        (["B", "B", "A"], 2 / 3, Verdict.B),
     ],
 )
 def test_answers_become_one_verdict_by_the_rule(choices, rule, verdict):
@@ -156,6 +159,8 @@ def test_evaluation_can_go_to_a_machine_judge(queue):
     [
         ({"annotators_per_pair": 0}, "annotators_per_pair"),
         ({"rule": "loudest"}, "rule"),
+        ({"rule": 0.5}, "rule"),  # a tie between two choices would pass
+        ({"rule": 1.5}, "rule"),
         ({"order": "both"}, "order"),
         ({"timeout_s": -1}, "timeout_s"),
         ({"port": 70000}, "port"),

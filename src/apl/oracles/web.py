@@ -47,11 +47,12 @@ class LabelQueueLike(Protocol):
         """Record a verdict if the answers are still `seen`."""
 
 
-def decide_verdict(choices: Sequence[str], rule: str) -> Verdict:
+def decide_verdict(choices: Sequence[str], rule: str | float) -> Verdict:
     """One verdict from annotators' choices (A, B, tie, skip): `rule` says how, else INVALID.
 
     `majority`: a choice that more than half of all answers gave (a skip counts as an answer
-    for nothing); `unanimous`: every answer the same and not a skip.
+    for nothing); `unanimous`: every answer the same and not a skip; a number r in (0.5, 1]:
+    a choice that at least that share of the answers gave (an agreement rate).
     """
     if not choices:
         return Verdict.INVALID
@@ -60,7 +61,20 @@ def decide_verdict(choices: Sequence[str], rule: str) -> Verdict:
         return Verdict.INVALID
     if rule == "unanimous":
         return _VERDICTS[top] if count == len(choices) else Verdict.INVALID
-    return _VERDICTS[top] if count * 2 > len(choices) else Verdict.INVALID
+    if rule == "majority":
+        return _VERDICTS[top] if count * 2 > len(choices) else Verdict.INVALID
+    return _VERDICTS[top] if count >= float(rule) * len(choices) else Verdict.INVALID
+
+
+def check_rule(rule: str | float) -> None:
+    """Raise ConfigError unless `rule` is majority, unanimous or a share in (0.5, 1]."""
+    if isinstance(rule, bool) or not (
+        rule in RULES or (isinstance(rule, int | float) and 0.5 < rule <= 1)
+    ):
+        raise ConfigError(
+            f"oracle.rule {rule!r} is unknown; use majority, unanimous, or the share of answers "
+            "that must agree, a number above 0.5 and at most 1 (e.g. 0.75)."
+        )
 
 
 @ORACLES.register("web")
@@ -73,7 +87,7 @@ class WebJudge(Oracle):
     def __init__(
         self,
         annotators_per_pair: int = 1,  # k distinct people answer each pair before it counts
-        rule: str = "majority",  # majority | unanimous: how k answers become one label
+        rule: str | float = "majority",  # majority | unanimous | a share such as 0.75
         timeout_s: float | None = None,  # wait for a batch this long (None: until it is in)
         undo_window_s: float = 10.0,  # an answer can be undone this long before it is used
         poll_s: float = 1.0,  # how often the waiting run looks at the queue
@@ -94,8 +108,7 @@ class WebJudge(Oracle):
             raise ConfigError(
                 f"oracle.annotators_per_pair ({annotators_per_pair}) must be at least 1."
             )
-        if rule not in RULES:
-            raise ConfigError(f"oracle.rule {rule!r} is unknown; use one of {', '.join(RULES)}.")
+        check_rule(rule)
         if timeout_s is not None and timeout_s < 0:
             raise ConfigError(f"oracle.timeout_s ({timeout_s}) must be >= 0 or null (no limit).")
         if undo_window_s < 0 or poll_s <= 0:
