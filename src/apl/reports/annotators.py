@@ -57,7 +57,7 @@ def annotators_markdown(runs: Iterable[tuple[str, AgreementSummary]]) -> str:
     """`apl report`: an annotator table per run that people labelled."""
     parts = []
     for name, summary in runs:
-        lines = [f"**{name}**: pairwise agreement {_overall(summary)}.", ""]
+        lines = [f"**{name}**, pairwise agreement: {_overall(summary)}.", ""]
         lines += ["| " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * (len(COLUMNS) - 1)]
         lines += ["| " + " | ".join(row) + " |" for row in _cells(summary)]
         parts.append("\n".join(lines) + "\n")
