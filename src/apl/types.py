@@ -114,3 +114,29 @@ class Preference:
     rejected: Completion
     ref_logp_chosen: float | None = None
     ref_logp_rejected: float | None = None
+
+
+@dataclass(frozen=True)
+class ImportedAnswer:
+    """One person's answer read from a labelling tool's export, about what that tool showed."""
+
+    pair_id: int  # the label queue's pair id, written into the export
+    key_tag: str  # the start of that pair's queue key, also written: catches another run's file
+    annotator: str  # e.g. 'label-studio:7' or 'argilla:<user uuid>'
+    shown_choice: str  # 'left' (first shown), 'right', 'tie' or 'skip'
+    seconds: float | None  # time the tool measured, if any
+    where: str  # e.g. 'task 3, annotation 1': named in error messages
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """A pair for people to judge, as the `web` oracle queues it: request key, texts, shown order."""
+
+    key: str
+    round: int | None
+    purpose: str  # 'label' (a training label) or 'eval' (a win-rate judgement)
+    prompt: str
+    completion_a: str
+    completion_b: str
+    shown_order: str  # 'AB': completion_a is shown first (left); 'BA': swapped
+    needed: int  # answers from distinct annotators before the pair is decided

@@ -76,4 +76,4 @@ def usage_line(err: typer.TyperException) -> str:
 
 
 # Register the commands (each module adds to `app`); after `app` exists, so no cycle.
-from apl.cli import run, sweep, judge, pretrain  # noqa: E402, F401, I001  (help lists them in this order)
+from apl.cli import run, sweep, judge, label, pretrain  # noqa: E402, F401, I001  (help lists them in this order)

@@ -19,6 +19,11 @@ RESUME_OVERRIDABLE = (
     "oracle.backoff_base_s",
     "oracle.backoff_max_s",
     "oracle.max_retry_after_s",
+    "oracle.serve",  # `web`: where and how the labelling page is served, not what it labels
+    "oracle.host",
+    "oracle.port",
+    "oracle.undo_window_s",
+    "oracle.poll_s",
 )
 
 
@@ -104,10 +109,13 @@ def resume(
 def status(
     run_dir: Annotated[Path, typer.Argument(help="A run's output_dir.")],
 ) -> None:
-    """Show a run's progress, labels held, spend and latest win-rate."""
+    """Show a run's progress, labels held, spend, latest win-rate (and who labelled, for `web`)."""
     from rich.console import Console
 
+    from apl.reports.annotators import annotators_table
     from apl.reports.summary import rounds_table, status_table
+    from apl.store.label_people import read_agreement
+    from apl.store.label_queue import LabelQueue
     from apl.store.run_dir import load_run_dir
 
     directory = load_run_dir(run_dir)
@@ -115,6 +123,10 @@ def status(
     console.print(status_table(directory.status(), str(run_dir)))
     with directory.open_ledger() as ledger:
         console.print(rounds_table(ledger.metrics()))
+    people = read_agreement(directory.ledger_path)
+    if people is not None:
+        with LabelQueue(directory.ledger_path) as queue:
+            console.print(annotators_table(people, queue.progress()))
 
 
 @app.command()

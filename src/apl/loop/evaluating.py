@@ -89,10 +89,11 @@ def evaluate_round(
         ledger.save_eval_completions(round, {p.uid: c for p, c in zip(prompts, made, strict=True)})
         held = ledger.eval_completions(round)
     baseline = ledger.baseline()
+    judge = components.oracle.evaluation_judge()
 
     def judge_batch(requests: list[JudgeRequest]) -> list:
         ensure_free_space(*storage)  # before paying: each verdict must have somewhere to go
-        return components.oracle.judge_batch(requests)
+        return judge.judge_batch(requests)
 
     result = evaluate(
         prompts,
@@ -102,7 +103,7 @@ def evaluate_round(
         JudgeRequest,
         held=ledger.eval_verdicts(round),
         on_judged=lambda new: ledger.record_eval_verdicts(round, new),
-        batch_size=max(1, components.oracle.concurrency),  # stored as they arrive
+        batch_size=max(1, judge.concurrency),  # stored as they arrive
     )
     return result.result
 

@@ -35,6 +35,7 @@ from apl.loop.evaluating import evaluate_round, is_waypoint, prepare_evaluation
 from apl.loop.labelling import label_round
 from apl.loop.progress import RunProgress
 from apl.loop.spending import track_spend
+from apl.loop.web_labelling import web_labelling
 from apl.memory import release_free_memory
 from apl.store.baseline_cache import BaselineCache
 from apl.store.fs import replace_dir_atomic, write_text_atomic
@@ -179,6 +180,7 @@ class ActiveLoop:
             self._acquire(round)
         if not _done(ledger.phase(round), "labelled"):
             progress.phase(round, "labelling")
+            self.c.oracle.begin(round, "label")
             with self.timer.time("label"):
                 stats = label_round(
                     ledger,
@@ -210,6 +212,7 @@ class ActiveLoop:
         if not _done(ledger.phase(round), "evaluated"):
             if is_waypoint(config, round * M, round):
                 progress.phase(round, "evaluating")
+                self.c.oracle.begin(round, "eval")
                 with self.timer.time("evaluate"):
                     result = evaluate_round(self.c, ledger, round, storage=self._storage())
                 ledger.log_metrics(round, result.as_metrics())
@@ -279,6 +282,7 @@ def run_active_learning(run_dir: RunDir | APLConfig, cache_dir: Path | None = No
             run_dir.exclusive(),
             run_dir.open_ledger() as ledger,
             track_spend(components.oracle, run_dir),  # limits hold across processes
+            web_labelling(run_dir, components.oracle),
         ):
             return ActiveLoop(run_dir, components, ledger).run()
     finally:

@@ -112,4 +112,6 @@ def track_spend(oracle: Oracle, run_dir: RunDir) -> Iterator[RunSpendJournal]:
             sweep = stack.enter_context(CallJournal.for_sweep(sweep_file, run=run_dir.path.name))
         journal = RunSpendJournal(run_dir.path, run, sweep)
         oracle.use_spend_journal(journal)
+        if (evaluator := oracle.evaluation_judge()) is not oracle:  # e.g. `web` + an API judge
+            evaluator.use_spend_journal(journal)
         yield journal

@@ -147,6 +147,13 @@ class Oracle(ABC):
         """The order this judge shows the pair in ('AB' unless the judge has an order policy)."""
         return "AB"
 
+    def begin(self, round: int | None, purpose: str) -> None:
+        """Told by the loop what the next batches are for ('label' / 'eval' of a round)."""
+
+    def evaluation_judge(self) -> Oracle:
+        """The judge for win-rate evaluation: this one, unless the judge names another."""
+        return self
+
     def key(self, request: JudgeRequest) -> str:
         """This request's cache key."""
         return cache_key(self.judge_id, request, self.shown_order(request))

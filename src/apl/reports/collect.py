@@ -16,6 +16,7 @@ from typing import Any
 
 from apl.config import APLConfig
 from apl.errors import RunStoreError
+from apl.store.label_people import AgreementSummary, read_agreement
 from apl.store.ledger import Spend
 from apl.store.run_dir import CONFIG_FILE, FINAL_MODEL_DIR, load_run_dir
 from apl.types import Verdict
@@ -55,6 +56,7 @@ class RunRecord:
     strategy: str = ""  # set by group_runs
     unannotated: int = 0  # labelled pairs without a bt_prob (acquisition did not annotate)
     group_values: dict[str, Any] = field(default_factory=dict)
+    annotators: AgreementSummary | None = None  # people who labelled (oracle `web`), if any
 
     @property
     def seed(self) -> int:
@@ -132,7 +134,15 @@ def load_run(path: Path) -> RunRecord:
         rounds.get(r) == "evaluated" for r in range(1, num_rounds + 1)
     )
     return RunRecord(
-        path, directory.config, metrics, acquired, spend, labels, complete, unannotated=unannotated
+        path,
+        directory.config,
+        metrics,
+        acquired,
+        spend,
+        labels,
+        complete,
+        unannotated=unannotated,
+        annotators=read_agreement(directory.ledger_path),
     )
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from apl.errors import DataError
+from apl.reports.annotators import annotators_markdown
 from apl.reports.calibration import calibration, calibration_markdown
 from apl.reports.collect import RunRecord, load_runs
 from apl.reports.figures import bt_histograms, histogram_markdown, plot_bt_histograms, plot_win_rate
@@ -160,6 +161,17 @@ def report_markdown(
             "No acquired pair carries `bt_prob` (acquisition ran with `annotate: false`).\n"
         )
     parts += ["## Oracle spend\n", spend_markdown(groups)]
+    people = [(str(r.path), r.annotators) for rs in groups.values() for r in rs if r.annotators]
+    if people:
+        parts += [
+            "## Annotators\n",
+            (
+                "People who labelled (`oracle.name=web`): answers, time from a pair being shown "
+                "to its answer (page answers only), and agreement with the other annotators of "
+                "the same pairs (skips excluded).\n"
+            ),
+            annotators_markdown(people),
+        ]
     return "\n".join(parts), files
 
 

@@ -69,7 +69,7 @@ CREATE TABLE eval_verdicts (
 """
 
 
-def connect(path: Path, check_same_thread: bool = True) -> sqlite3.Connection:
+def connect(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
     """Open (creating if needed) a ledger with WAL, synchronous=FULL and foreign keys on.
 
     synchronous=FULL: the ledger holds paid labels, so a commit must survive a power cut,
@@ -80,7 +80,7 @@ def connect(path: Path, check_same_thread: bool = True) -> sqlite3.Connection:
         path,
         isolation_level=None,
         timeout=BUSY_TIMEOUT_MS / 1000,
-        check_same_thread=check_same_thread,
+        check_same_thread=check_same_thread,  # False: the caller serialises use with a lock
     )
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
