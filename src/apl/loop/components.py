@@ -20,6 +20,7 @@ from apl.policy.model import LoadedModel, load_model, resolve_model_path
 from apl.policy.reference import ReferenceModel
 from apl.policy.view import ModelPolicyView
 from apl.store.judgement_cache import JudgementCache
+from apl.tracking import check_trackers
 from apl.training.dpo_trainer import DPOTrainer
 from apl.types import Prompt
 
@@ -57,6 +58,7 @@ def validate_config(config: APLConfig) -> None:
     TASKS.check_kwargs(config.task.name, config.task.kwargs)
     ACQUISITIONS.check_kwargs(config.acquisition.name, config.acquisition.kwargs)
     ORACLES.check_kwargs(config.oracle.name, config.oracle.kwargs, injected=("cache", "seed"))
+    check_trackers(config.tracking.report_to)
     if config.dpo.mode == "online" and config.dpo.validation_fraction > 0:
         raise ConfigError(
             f"dpo.validation_fraction ({config.dpo.validation_fraction}) needs epochs, but "
