@@ -85,7 +85,9 @@ def resume(
     run_dir: Annotated[Path, typer.Argument(help="The output_dir of an interrupted `apl run`.")],
     overrides: Annotated[
         list[str] | None,
-        typer.Argument(help=f"Only limits and trackers may change: {', '.join(RESUME_OVERRIDABLE)}."),
+        typer.Argument(
+            help=f"Only limits and trackers may change: {', '.join(RESUME_OVERRIDABLE)}."
+        ),
     ] = None,
 ) -> None:
     """Continue a killed or stopped run; paid verdicts are reused, never bought again."""

@@ -255,10 +255,10 @@ class ActiveLoop:
                 tracking.send_finished()
                 trained_to = max(trained_to, round)
                 progress.advance(round)
-        export_run(self.run_dir.path)
         self.run_dir.save_final_model(
             self.c.trainer.accelerator.unwrap_model(self.c.trainer.model), self.c.loaded.tokenizer
         )
+        export_run(self.run_dir.path)  # the labels, and both cards (final_model's README too)
         return RunResult(self.run_dir.path, self.ledger.metrics(), dict(self.timer.totals))
 
 
