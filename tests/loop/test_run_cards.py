@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
-from pathlib import Path
 
 import pytest
 import yaml
+from cards.helpers import machine_paths
 from typer.testing import CliRunner
 
 from apl.cli import app
@@ -39,14 +37,6 @@ def lora_run(tmp_path_factory, tiny_model_dir, tiny_reward_model_dir, judge_cach
         )
     assert result.exit_code == 0, result.output
     return out
-
-
-def machine_paths(text: str) -> list[str]:
-    """Absolute paths, home directories and temp directories found in `text`."""
-    found = [p for p in (str(Path.home()), tempfile.gettempdir(), os.getcwd()) if p in text]
-    found += re.findall(r"(?:^|[\s`'\"(=:\[])(/(?:[\w.-]+/)*[\w.-]+)", text)
-    found += re.findall(r"~/[\w.-]+", text)
-    return found
 
 
 def test_the_reward_model_judged_labels_and_evaluation(lora_run):
