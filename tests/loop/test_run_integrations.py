@@ -1,4 +1,7 @@
-"""A LoRA run judged by a reward model apl trained: its verdicts, and its Hub model/dataset cards."""
+"""One real `apl run` with the integrations a team plugs in: a LoRA policy judged by a reward
+model apl trained, reporting to TensorBoard and W&B (offline). Checked: the judge's verdicts,
+every ledger metric in both trackers, the Hub model and dataset cards, and a resume that adds
+MLflow (last: it changes the run's stored tracking options)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import re
 import pytest
 import yaml
 from cards.helpers import machine_paths
+from tracking.readers import mlflow_history, tensorboard_scalars, wandb_runs
 from typer.testing import CliRunner
 
 from apl.cli import app
@@ -21,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory, tiny_model_dir, tiny_reward_model_dir, judge_cache_dir):
-    """A finished 2-round `apl run` with a LoRA policy and the reward_model judge."""
+    """A finished 2-round `apl run`: LoRA policy, reward_model judge, TensorBoard + W&B."""
     tmp = tmp_path_factory.mktemp("cards")
     out = tmp / "lora-run"
     config = run_config(
@@ -29,14 +33,25 @@ def lora_run(tmp_path_factory, tiny_model_dir, tiny_reward_model_dir, judge_cach
         out,
         model={"model_name_or_path": str(tiny_model_dir), "bf16": False, "lora": {"r": 4}},
         oracle={"name": "reward_model", "model_name_or_path": str(tiny_reward_model_dir)},
+        tracking={"report_to": ["tensorboard", "wandb"], "project": "t"},
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("APL_CACHE_DIR", str(judge_cache_dir))
+        tracker_env(patch)
         result = CliRunner().invoke(
             app, ["run", "--config", str(write_config(tmp / "run.yaml", config))]
         )
     assert result.exit_code == 0, result.output
     return out
+
+
+def tracker_env(patch: pytest.MonkeyPatch) -> None:
+    """W&B offline; MLflow at apl's default file store (the flag apl sets, restored after)."""
+    patch.setenv("WANDB_MODE", "offline")
+    patch.setenv("WANDB_SILENT", "true")
+    patch.delenv("WANDB_DIR", raising=False)
+    patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    patch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
 
 
 def test_the_reward_model_judged_labels_and_evaluation(lora_run):
@@ -113,3 +128,40 @@ def test_apl_export_writes_both_cards_again(lora_run, tmp_path):
     assert result.exit_code == 0, result.output
     assert "apl:" in (tmp_path / "x" / "README.md").read_text()
     assert "apl:" in (lora_run / "final_model" / "README.md").read_text()
+
+
+def test_trackers_got_every_ledger_metric_with_both_steps(lora_run):
+    out = lora_run
+    with load_run_dir(out).open_ledger() as ledger:
+        metrics = ledger.metrics()
+        label_usd = ledger.spend().label_usd
+
+    scalars = tensorboard_scalars(out / "trackers" / "tensorboard" / "lora-run")
+    for key in ("rewards/margins", "train/loss", "eval/win_rate", "label/total", "time/train"):
+        assert scalars[key] == [(r, pytest.approx(metrics[r][key])) for r in (1, 2)], key
+    assert scalars["loop/labels"] == [(1, 8.0), (2, 16.0)]
+    assert scalars["loop/round"] == [(1, 1.0), (2, 2.0)]
+    assert scalars["spend/label_usd"][-1][1] == pytest.approx(label_usd)  # $0: a local judge
+    assert scalars["spend/cache_hits"][-1][1] + scalars["spend/oracle_calls"][-1][1] > 0
+
+    (run,) = wandb_runs(out / "trackers")
+    assert run["name"] == "lora-run" and run["project"] == "t"
+    assert [row["_step"] for row in run["history"]] == [1, 2]
+    assert run["history"][1]["eval/win_rate"] == pytest.approx(metrics[2]["eval/win_rate"])
+    assert run["config"]["loop.query_size"] == 8 and run["config"]["oracle.name"] == "reward_model"
+
+
+def test_resume_adds_a_tracker_and_backfills_it_without_resending(lora_run, monkeypatch):
+    out = lora_run
+    tracker_env(monkeypatch)
+    runner = CliRunner()
+    # Add MLflow on resume: it gets both finished rounds; TensorBoard is not sent them again.
+    again = runner.invoke(app, ["resume", str(out), "tracking.report_to=[tensorboard,mlflow]"])
+    assert again.exit_code == 0, again.output
+    mlflow = mlflow_history(out / "trackers" / "mlruns", "t")
+    assert [step for step, _ in mlflow["history"]["eval/win_rate"]] == [1, 2]
+    assert mlflow["params"]["tracking.report_to"] == '["tensorboard", "mlflow"]'  # as resumed
+    assert tensorboard_scalars(out / "trackers" / "tensorboard" / "lora-run")["loop/labels"] == [
+        (1, 8.0),
+        (2, 16.0),
+    ]
