@@ -64,7 +64,12 @@ class RewardModelJudge(Oracle):
         self.concurrency = batch_size  # the loop asks for this many pairs per call
         from apl.policy.model import bf16_supported, resolve_device  # torch: only when used
 
-        self.device = resolve_device(device)
+        try:
+            self.device = resolve_device(device)
+        except ConfigError:
+            raise ConfigError(
+                f"oracle.device ({device!r}) is not available here; use auto, cpu, cuda or mps."
+            ) from None
         if dtype == "auto":
             dtype = "bfloat16" if bf16_supported(self.device) else "float32"
         self.tokenizer, self.model = self._load(model_name_or_path, dtype, trust_remote_code)
@@ -95,6 +100,11 @@ class RewardModelJudge(Oracle):
             ) from None
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+            if tokenizer.pad_token is None:
+                raise ConfigError(
+                    f"oracle.model_name_or_path ({name!r}): its tokenizer has no pad, EOS or "
+                    "unknown token to pad batches with; add a pad_token to tokenizer_config.json."
+                )
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id
         tokenizer.padding_side = "right"
