@@ -242,3 +242,19 @@ def test_trl_dpo_trainer_trains_on_the_conversational_export_unchanged(
     trainer.train()
     assert trainer.state.global_step == 1
     assert any("rewards/margins" in log for log in trainer.state.log_history)
+
+
+def test_export_writes_a_dataset_card_from_the_ledger(labelled_run):
+    from cards.helpers import machine_paths
+    from huggingface_hub import DatasetCard
+
+    run, _ = labelled_run
+    result = export_run(run.path)
+    card_path = result.jsonl_path.parent / "README.md"
+    card = DatasetCard.load(card_path)
+    assert card.data.apl["verdicts"] == {"A": 4, "B": 4, "tie": 2, "invalid": 2}
+    assert card.data.apl["labels"] == 8 and card.data.apl["judge_id"] == "j1"
+    assert card.data.apl["base_model"] == "builtin:imdb-gpt2"
+    assert card.data.apl["base_model_fingerprint"].startswith("local:")
+    assert machine_paths(card_path.read_text()) == []
+    assert not (run.path / "final_model").exists()  # no model yet: no model card

@@ -178,6 +178,30 @@ class EvaluationConfig(StrictModel):
     baseline: Literal["auto", "initial", "reference"] = "auto"
 
 
+class TrackingConfig(StrictModel):
+    """Experiment trackers that receive every round's ledger metrics; see docs/TRACKING.md.
+
+    A section of its own, not a `dpo:` option as in TRL: trackers get every stage's metrics
+    (labels, judge, evaluation, spend, timings), not just training's.
+    """
+
+    # TRL's / transformers' name and values: a name, a list, `all` (every installed tracker)
+    # or `none`. Default `none`: a run sends nothing anywhere and needs no extra package.
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio", "all"]] = []
+    project: str = "apl"  # W&B / trackio project, MLflow experiment
+    run_name: str | None = None  # None: the run directory's name
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        names = [value] if isinstance(value, str) else value
+        if isinstance(names, list) and "none" in names:
+            if len(names) > 1:
+                raise ValueError("'none' cannot be combined with trackers; drop one of them.")
+            return []
+        return names
+
+
 class APLConfig(StrictModel):
     """A whole run."""
 
@@ -189,6 +213,7 @@ class APLConfig(StrictModel):
     loop: LoopConfig = LoopConfig()
     dpo: DPOConfig = DPOConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    tracking: TrackingConfig = TrackingConfig()
     # `{task}`, `{acquisition}`, `{oracle}` and `{seed}` are filled in, so runs differing in
     # those land in different directories by default.
     output_dir: str = "runs/{task}-{acquisition}-seed{seed}"

@@ -20,16 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from apl.cards import dataset_card_text, gather_facts, model_card_text
 from apl.errors import RunStoreError
 from apl.store.fs import replace_dir_atomic, storage_errors, write_text_atomic
 from apl.store.ledger import LabelledPair
-from apl.store.run_dir import load_run_dir
+from apl.store.run_dir import FINAL_MODEL_DIR, load_run_dir
 from apl.types import Message, Preference
 
 logger = logging.getLogger(__name__)
 
 PREFERENCES_FILE = "preferences.jsonl"
 DATASET_DIR = "preferences_dataset"
+CARD = "README.md"  # the Hub's card file, beside the data (export/) and the weights (final_model/)
 _METADATA = ("prompt_uid", "round", "rank", "score", "judge_id", "shown_order", "rationale")
 
 
@@ -138,7 +140,8 @@ def export_preferences(
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path | None = None) -> ExportResult:
-    """Export a run's labelled set (A/B verdicts by round, rank) to `out_dir` or RUN_DIR/export."""
+    """Export a run's labelled set (A/B verdicts by round, rank) to `out_dir` or RUN_DIR/export,
+    with its dataset card (README.md); rewrite RUN_DIR/final_model's model card if it exists."""
     run = load_run_dir(run_dir)
     if not run.ledger_path.is_file():
         raise RunStoreError(
@@ -146,4 +149,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None) -> Export
         )
     with run.open_ledger() as ledger:
         items = ledger.labelled()
-    return export_preferences(items, out_dir if out_dir is not None else run.path / "export")
+        facts = gather_facts(run, ledger)
+    result = export_preferences(items, out_dir if out_dir is not None else run.path / "export")
+    write_text_atomic(result.jsonl_path.parent / CARD, dataset_card_text(facts, result.num_rows))
+    if (run.path / FINAL_MODEL_DIR).is_dir():
+        write_text_atomic(run.path / FINAL_MODEL_DIR / CARD, model_card_text(facts))
+    return result

@@ -9,7 +9,8 @@ import typer
 
 from apl.cli import app, handle_errors
 
-# Options a resumed run may change: limits on spending and waiting, never what is computed.
+# Options a resumed run may change: limits on spending and waiting, and where metrics are
+# reported, never what is computed.
 RESUME_OVERRIDABLE = (
     "oracle.budget_usd",
     "oracle.max_calls",
@@ -24,6 +25,9 @@ RESUME_OVERRIDABLE = (
     "oracle.port",
     "oracle.undo_window_s",
     "oracle.poll_s",
+    "tracking.report_to",
+    "tracking.project",
+    "tracking.run_name",
 )
 
 
@@ -92,7 +96,9 @@ def resume(
     run_dir: Annotated[Path, typer.Argument(help="The output_dir of an interrupted `apl run`.")],
     overrides: Annotated[
         list[str] | None,
-        typer.Argument(help=f"Only spending limits may change: {', '.join(RESUME_OVERRIDABLE)}."),
+        typer.Argument(
+            help=f"Only limits and trackers may change: {', '.join(RESUME_OVERRIDABLE)}."
+        ),
     ] = None,
 ) -> None:
     """Continue a killed or stopped run; paid verdicts are reused, never bought again."""

@@ -17,6 +17,7 @@ from apl.data import TASKS
 from apl.errors import ConfigError, ModelLoadError
 from apl.oracles import ORACLES
 from apl.store.run_dir import RunDir, check_run_dir, load_run_dir
+from apl.tracking import check_trackers
 
 # Injected by the loop, never set in YAML.
 ORACLE_INJECTED = ("cache", "seed")
@@ -54,6 +55,7 @@ def validate_config(config: APLConfig) -> None:
     TASKS.check_kwargs(config.task.name, config.task.kwargs)
     ACQUISITIONS.check_kwargs(config.acquisition.name, config.acquisition.kwargs)
     ORACLES.check_kwargs(config.oracle.name, config.oracle.kwargs, injected=ORACLE_INJECTED)
+    check_trackers(config.tracking.report_to)
     if config.dpo.mode == "online" and config.dpo.validation_fraction > 0:
         raise ConfigError(
             f"dpo.validation_fraction ({config.dpo.validation_fraction}) needs epochs, but "

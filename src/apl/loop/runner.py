@@ -35,6 +35,7 @@ from apl.loop.evaluating import evaluate_round, is_waypoint, prepare_evaluation
 from apl.loop.labelling import label_round
 from apl.loop.progress import RunProgress
 from apl.loop.spending import track_spend
+from apl.loop.tracking import LoopTracking
 from apl.loop.web_labelling import web_labelling
 from apl.memory import release_free_memory
 from apl.store.baseline_cache import BaselineCache
@@ -240,7 +241,11 @@ class ActiveLoop:
                 f"{self.run_dir.checkpoints_dir}; restore it, or start over in a new output_dir "
                 "(paid verdicts stay in the judgement cache)."
             )
-        with RunProgress(config.loop.num_rounds, config.loop.query_size) as progress:
+        with (
+            RunProgress(config.loop.num_rounds, config.loop.query_size) as progress,
+            LoopTracking(self.run_dir, self.ledger) as tracking,
+        ):
+            tracking.send_finished()  # rounds an earlier process finished but did not send
             if not self.ledger.baseline():
                 progress.phase(1, "baseline")
                 with self.timer.time("evaluate"):
@@ -252,12 +257,13 @@ class ActiveLoop:
                     progress.advance(round)
                     continue
                 self.run_round(round, progress)
+                tracking.send_finished()
                 trained_to = max(trained_to, round)
                 progress.advance(round)
-        export_run(self.run_dir.path)
         self.run_dir.save_final_model(
             self.c.trainer.accelerator.unwrap_model(self.c.trainer.model), self.c.loaded.tokenizer
         )
+        export_run(self.run_dir.path)  # the labels, and both cards (final_model's README too)
         return RunResult(self.run_dir.path, self.ledger.metrics(), dict(self.timer.totals))
 
 
