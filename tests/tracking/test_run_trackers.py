@@ -135,7 +135,7 @@ def test_missing_tracker_is_one_line_at_config_time(monkeypatch, tmp_path):
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("tensorbord", "Input should be 'tensorboard', 'wandb', 'mlflow', 'trackio' or 'all'"),
+        ("tensorbord", "input should be 'tensorboard', 'wandb', 'mlflow', 'trackio' or 'all'"),
         ("[none,wandb]", "'none' cannot be combined with trackers"),
     ],
 )
