@@ -132,9 +132,15 @@ def test_unreadable_cached_model_is_ignored(tmp_path):
 
 
 FLUENT = [
-    ("This movie was", " a wonderful surprise, with a moving story and great acting from the cast."),
+    (
+        "This movie was",
+        " a wonderful surprise, with a moving story and great acting from the cast.",
+    ),
     ("I watched it twice", " and loved it more the second time, thanks to the beautiful score."),
-    ("The plot of this film", " is simple, but the actors make it work and the ending is touching."),
+    (
+        "The plot of this film",
+        " is simple, but the actors make it work and the ending is touching.",
+    ),
 ]
 
 

@@ -112,7 +112,9 @@ class TrigramLM:
         for w in sorted(w for w, c in freq.items() if c >= MIN_COUNT):
             vocab[w] = len(vocab)
         V = len(vocab)
-        ids = [np.array([BOS, BOS] + [vocab.get(w, UNK) for w in d], dtype=np.int64) for d in documents]
+        ids = [
+            np.array([BOS, BOS] + [vocab.get(w, UNK) for w in d], dtype=np.int64) for d in documents
+        ]
         w1 = np.concatenate([d[:-2] for d in ids])
         w2 = np.concatenate([d[1:-1] for d in ids])
         w3 = np.concatenate([d[2:] for d in ids])

@@ -50,11 +50,12 @@ class RunRecord:
     metrics: dict[int, dict[str, float | None]]
     acquired: list[AcquiredPair]
     spend: Spend
-    labels: int  # usable (A/B) labels held
+    labels: int  # paid usable (A/B) labels held
     complete: bool
     strategy: str = ""  # set by group_runs
     unannotated: int = 0  # labelled pairs without a bt_prob (acquisition did not annotate)
     group_values: dict[str, Any] = field(default_factory=dict)
+    pseudo_labels: int = 0  # the policy's own preferences it trained on (never paid)
 
     @property
     def seed(self) -> int:
@@ -115,13 +116,15 @@ def load_run(path: Path) -> RunRecord:
         metrics = ledger.metrics()
         spend = ledger.spend()
         rounds = ledger.rounds()
-        labels = len(ledger.preferences())
+        labels, pseudo = ledger.label_counts()
         for round in rounds:
             extras = {c.id: c.pair.extras for c in ledger.candidates(round)}
             for candidate_id, judgement in ledger.verdicts(round).items():
                 verdict = Verdict(judgement.verdict)
                 if verdict not in (Verdict.A, Verdict.B):
                     continue  # ties and invalid verdicts neither agree nor disagree
+                if "pseudo_label" in extras[candidate_id]:
+                    continue  # the policy's own preference agrees with itself: not evidence
                 bt = extras[candidate_id].get("bt_prob")
                 if bt is None:
                     unannotated += 1
@@ -132,7 +135,15 @@ def load_run(path: Path) -> RunRecord:
         rounds.get(r) == "evaluated" for r in range(1, num_rounds + 1)
     )
     return RunRecord(
-        path, directory.config, metrics, acquired, spend, labels, complete, unannotated=unannotated
+        path,
+        directory.config,
+        metrics,
+        acquired,
+        spend,
+        labels,
+        complete,
+        unannotated=unannotated,
+        pseudo_labels=pseudo,
     )
 
 
