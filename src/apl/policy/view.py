@@ -14,9 +14,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import torch
-
 import numpy as np
+import torch
 
 from apl.config import GenerationConfig
 from apl.policy.features import FeatureExtractor
