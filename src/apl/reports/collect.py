@@ -62,20 +62,23 @@ class RunRecord:
         """The run's seed."""
         return self.config.seed
 
-    def win_rates(self) -> dict[int, tuple[float, float | None]]:
-        """{labelled-set size: (win-rate, its stderr)} for every evaluated round."""
+    def metric_by_size(self, key: str) -> dict[int, float]:
+        """{labelled-set size: metric `key`} for every round with a finite value of it."""
         out = {}
         M = self.config.loop.query_size
         for round, row in sorted(self.metrics.items()):
-            rate = row.get("eval/win_rate")
-            if round < 1 or rate is None or math.isnan(rate):  # NaN: nothing judged
+            value = row.get(key)
+            if round < 1 or value is None or math.isnan(value):  # NaN: nothing judged
                 continue
             size = row.get("label/total")
-            out[int(size) if size is not None else round * M] = (
-                rate,
-                row.get("eval/win_rate_stderr"),
-            )
+            out[int(size) if size is not None else round * M] = value
         return out
+
+    def win_rates(self) -> dict[int, tuple[float, float | None]]:
+        """{labelled-set size: (win-rate, its stderr)} for every evaluated round."""
+        rates = self.metric_by_size("eval/win_rate")
+        errors = self.metric_by_size("eval/win_rate_stderr")
+        return {size: (rate, errors.get(size)) for size, rate in rates.items()}
 
 
 def discover_runs(paths: Iterable[str | Path]) -> list[Path]:
