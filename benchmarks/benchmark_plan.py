@@ -239,6 +239,7 @@ def make_plan(rates: Rates, hours: float, workers: int, seeds: int | None = None
                 return chosen
         if len(dropped) == len(by_cost):
             chosen = plan(MIN_SEEDS, 0, dropped)
+            chosen.notes += [f"{s} ({r}) left out: no time for it" for r, s in by_cost]
             chosen.notes.append(
                 f"{MIN_SEEDS} seeds of the primaries alone take {chosen.total_s / 3600:.1f} h: "
                 f"over the {hours:g} h budget"
