@@ -13,6 +13,7 @@
     python benchmarks/benchmark.py                      # the full benchmark, ~3 h on 2 cores
     python benchmarks/benchmark.py --plan-only          # measure the rates, print the plan
     python benchmarks/benchmark.py --smoke --model DIR  # minutes: tiny model and sizes, not docs/
+    python benchmarks/benchmark.py --pilot              # real model, small, runs/pilot: the noise
 """
 
 from __future__ import annotations
@@ -68,6 +69,20 @@ def smoke_regimes() -> tuple[Regime, ...]:
     )
 
 
+def pilot_regimes() -> tuple[Regime, ...]:
+    """The real model at small sizes: random and certainty in reset mode, to measure the noise."""
+    return (
+        dataclasses.replace(
+            protocol.RESET,
+            query_size=64,
+            pool_size=256,
+            rounds=2,
+            primary=("random", "certainty"),
+            secondary=(),
+        ),
+    )
+
+
 def sweep_for(regime: Regime, plan: Plan, root: Path, extra: dict):
     """The regime's runs as one SweepSpec, seed by seed, the longest run first in each seed."""
     from apl.sweep import build_sweep
@@ -105,11 +120,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=None, help="Primary seeds (default: plan).")
     parser.add_argument("--parallel", type=int, default=None, help="Runs at once (default: cores).")
     parser.add_argument("--model", default=None, help="Policy (default: apl run's default).")
-    parser.add_argument("--root", type=Path, default=REPO / "runs" / "benchmark")
+    parser.add_argument(
+        "--root", type=Path, default=None, help="Default runs/benchmark (pilot, smoke: apart)."
+    )
     parser.add_argument("--results", type=Path, default=None, help="Default docs/RESULTS.md.")
     parser.add_argument("--plan-only", action="store_true", help="Print the plan; run nothing.")
     parser.add_argument("--replan", action="store_true", help="Plan afresh; ignore plan.json.")
     parser.add_argument("--smoke", action="store_true", help="Tiny sizes; not into docs/.")
+    parser.add_argument(
+        "--pilot", action="store_true", help="Real model, 2 strategies x 3 seeds, 128 labels."
+    )
     args = parser.parse_args()
 
     from benchmark_doc import write_results
@@ -141,6 +161,13 @@ def main() -> None:
         plan = make_plan(rates, args.hours, workers, seeds=args.seeds or 2)
         plan.seeds = {r: {s: min(n, 2) for s, n in by.items()} for r, by in plan.seeds.items()}
         noise_sizes = (2, 1, 1)
+        results = args.results or args.root / "RESULTS.md"
+    elif args.pilot:
+        regimes = pilot_regimes()
+        protocol.REGIMES = regimes
+        rates = Rates(60.9, 609.0, 352.0, 3000.0)  # not measured: the pilot's size is fixed
+        plan = make_plan(rates, args.hours, workers, seeds=args.seeds or 3)
+        noise_sizes = (3, 2, 1)
         results = args.results or args.root / "RESULTS.md"
     else:
         args.root.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,12 @@ def test_strategies_that_choose_at_random_at_cold_start_share_random_s_round_one
     assert _round_one(runs["certainty"]) == first
     assert _round_one(runs["adpo"]) == first
     assert _round_one(runs["balpm"]) != first  # diversity decides its first round
+    evaluations = set()
+    for path in runs.values():  # every strategy: the same eval prompts and baseline completions
+        with load_run_dir(path).open_ledger() as ledger:
+            baseline = ledger.baseline()
+            evaluations.add(tuple((p.uid, baseline[p.uid].text) for p in ledger.eval_prompts()))
+    assert len(evaluations) == 1
 
 
 @pytest.mark.slow
