@@ -37,6 +37,15 @@ def at(curve: list[tuple[int, float]], x: float) -> float:
     return math.nan
 
 
+def informative(d) -> bool:
+    """A paired difference with a spread: not one seed, not identical runs by construction.
+
+    At the first size, strategies that are random at cold start label random's own pairs, so
+    their difference is exactly 0 on every seed: nothing was compared there.
+    """
+    return not math.isnan(d.stderr) and not (d.stderr == 0 and d.mean == 0)
+
+
 def saving_power(root: Path, metric: str = METRICS[0]) -> list[str]:
     """The gain a 1.25x label saving would show, against 2 SE of the paired difference.
 
@@ -46,7 +55,7 @@ def saving_power(root: Path, metric: str = METRICS[0]) -> list[str]:
     """
     groups, _ = load_runs([root])
     refs = random_references(groups)
-    rows = [d for d in paired_differences(groups, refs, metric) if not math.isnan(d.stderr)]
+    rows = [d for d in paired_differences(groups, refs, metric) if informative(d)]
     lines = []
     for strategy in dict.fromkeys(d.strategy for d in rows):
         curve = random_curve(groups, refs[strategy], metric)
@@ -55,6 +64,12 @@ def saving_power(root: Path, metric: str = METRICS[0]) -> list[str]:
         d = max(inside or mine, key=lambda r: r.labels)  # where random's curve reaches 1.25x
         gain = at(curve, d.labels * 1.25) - at(curve, d.labels)
         if math.isnan(gain):
+            continue
+        if gain <= 0:
+            lines.append(
+                f"  - {strategy} at {d.labels} labels: random's mean curve does not rise from "
+                f"{d.labels} to {d.labels * 1.25:.0f} labels, so no saving can show there."
+            )
             continue
         seen = 2 * d.stderr <= gain
         lines.append(
@@ -71,7 +86,7 @@ def findings(root: Path, regime: Regime) -> str:
     groups, _ = load_runs([root])
     refs = random_references(groups)
     rows = {m: paired_differences(groups, refs, m) for m in METRICS}
-    binary = [d for d in rows[METRICS[0]] if not math.isnan(d.stderr)]
+    binary = [d for d in rows[METRICS[0]] if informative(d)]
     expected = {(d.strategy, d.labels): d for d in rows[METRICS[1]]}
     lines = []
     if binary:

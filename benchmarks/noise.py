@@ -178,7 +178,8 @@ def paired_sd(root: Path, metric: str) -> tuple[float, int, list[tuple[str, int,
     groups, _ = load_runs([root])
     rows = []
     for d in paired_differences(groups, random_references(groups), metric):
-        if len(d.seeds) > 1:
+        # identical by construction (the shared round 1 of rules random at cold start): skip
+        if len(d.seeds) > 1 and not (d.stderr == 0 and d.mean == 0):
             rows.append((d.strategy, d.labels, d.stderr * math.sqrt(len(d.seeds)), len(d.seeds)))
     if not rows:
         return math.nan, 0, rows

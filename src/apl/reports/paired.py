@@ -80,7 +80,7 @@ def paired_differences(
 def paired_markdown(rows: list[PairedDiff]) -> str:
     """One row per (strategy, size): means, paired difference ± SE, z and 2 SE."""
     lines = [
-        "| strategy | labels | seeds | strategy | random | difference ± SE | z | 2 SE |",
+        "| strategy | labels | seeds | its mean | random mean | difference ± SE | z | 2 SE |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
