@@ -131,6 +131,8 @@ def main() -> None:
         "--pilot", action="store_true", help="Real model, 2 strategies x 3 seeds, 128 labels."
     )
     args = parser.parse_args()
+    name = "benchmark-smoke" if args.smoke else "pilot" if args.pilot else "benchmark"
+    args.root = args.root or REPO / "runs" / name
 
     from benchmark_doc import write_results
     from noise import measure
