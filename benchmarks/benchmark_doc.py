@@ -124,21 +124,20 @@ def findings(root: Path, regime: Regime) -> str:
     if power:
         lines.append("- Power against a 1.25x label saving (win-rate, paired by seed):")
         lines += power
-    if regime.mode == "reset":
-        intervals = efficiency_intervals(groups, refs)
-        last = max((e.labels for e in intervals), default=None)
-        shown = [e for e in intervals if e.labels == last]
-        if shown:
-            lines.append(
-                f"- Labels random needs to match each strategy at {last} labels, over {last} "
-                "(95% bootstrap interval): "
-                + "; ".join(
-                    f"{e.strategy} {e.ratio_text(e.random_labels)} "
-                    f"({e.ratio_text(e.low)} to {e.ratio_text(e.high)})"
-                    for e in shown
-                )
-                + "."
+    intervals = efficiency_intervals(groups, refs)
+    last = max((e.labels for e in intervals), default=None)
+    shown = [e for e in intervals if e.labels == last]
+    if shown:
+        lines.append(
+            f"- Labels random needs to match each strategy at {last} labels, over {last} "
+            "(95% bootstrap interval): "
+            + "; ".join(
+                f"{e.strategy} {e.ratio_text(e.random_labels)} "
+                f"({e.ratio_text(e.low)} to {e.ratio_text(e.high)})"
+                for e in shown
             )
+            + "."
+        )
     return "\n".join(lines) + "\n"
 
 
