@@ -26,14 +26,15 @@ def sweep(tmp_path):
     for seed, shift in SEED_EFFECT.items():
         base = {1: 0.5 + shift, 2: 0.6 + shift, 3: 0.7 + shift}
         compute = {
-            r: {"compute/acquire_s": 1.0, "compute/train_s": 2.0, "compute/sampled_tokens": 100}
+            r: {"time/round_acquire": 1.0, "time/round_train": 2.0, "compute/sampled_tokens": 100}
             for r in (1, 2, 3)
         }
         make_run(tmp_path / f"random-seed{seed}", seed=seed, win_rates=base, metrics=compute)
         mine = {r: base[r] + BUMP[seed][r - 1] for r in (1, 2, 3)}
         expected = {r: {"eval/expected_win_rate": 0.5 + (mine[r] - 0.5) / 3} for r in (1, 2, 3)}
         costly = {
-            r: {"compute/acquire_s": 10.0, "compute/train_s": 2.0, **expected[r]} for r in (1, 2, 3)
+            r: {"time/round_acquire": 10.0, "time/round_train": 2.0, **expected[r]}
+            for r in (1, 2, 3)
         }
         make_run(
             tmp_path / f"certainty-seed{seed}",
@@ -79,7 +80,8 @@ def test_compute_is_reported_against_random(sweep):
     rows = {
         s: (totals, ratio) for s, totals, ratio in compute_table(groups, random_references(groups))
     }
-    assert rows["random"][0]["acquire_s"] == 3.0 and rows["random"][1] == pytest.approx(1.0)
+    assert rows["random"][0]["time/round_acquire"] == 3.0
+    assert rows["random"][1] == pytest.approx(1.0)
     assert rows["certainty"][1] == pytest.approx((30.0 + 6.0) / (3.0 + 6.0))
 
 

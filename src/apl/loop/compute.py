@@ -9,7 +9,9 @@ negligible gains, so the report puts these counts beside the labels. Per round:
 - `compute/scored_sequences`: reference forward rows (acquisition and the round's training);
 - `compute/feature_sequences`: frozen-feature forward rows (bald, balpm);
 - `compute/trained_pairs`: preference pairs through a DPO forward+backward (pairs x epochs);
-- `compute/acquire_s`, `compute/train_s`: wall seconds of the round's acquisition and training.
+- `time/round_acquire`, `time/round_train`: wall seconds of the round's acquisition and
+  training (in `time/`, with the loop's other clocks: a resumed run counts the same work but
+  not the same seconds).
 
 A round resumed mid-phase counts only the work its last attempt did.
 """

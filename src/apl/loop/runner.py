@@ -157,11 +157,11 @@ class ActiveLoop:
         scored, featured = counter(c.reference, "sequences_scored"), c.view.feature_sequences
         view = TimedView(CountingView(c.view, meter), self.timer)
         pairs = acquisition.acquire(prompts, view, config.loop.query_size, rng)
-        meter.add("acquire_s", time.perf_counter() - started)
+        seconds = time.perf_counter() - started
         meter.add("scored_sequences", counter(c.reference, "sequences_scored") - scored)
         meter.add("feature_sequences", float(c.view.feature_sequences - featured))
         self.ledger.save_candidates(round, pairs)
-        self.ledger.log_metrics(round, meter.metrics())
+        self.ledger.log_metrics(round, {**meter.metrics(), "time/round_acquire": seconds})
         release_free_memory()
 
     def _train(self, round: int) -> dict[str, float]:
@@ -180,7 +180,7 @@ class ActiveLoop:
         self.ledger.log_history(round, history)
         last = dict(history[-1]) if history else {}
         last["compute/trained_pairs"] = float(trained)
-        last["compute/train_s"] = time.perf_counter() - started
+        last["time/round_train"] = time.perf_counter() - started
         return {k: v for k, v in last.items() if v is not None}
 
     def run_round(self, round: int, progress: RunProgress) -> None:

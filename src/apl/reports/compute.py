@@ -1,6 +1,7 @@
 """Compute beside labels: what each strategy's acquisition and training cost, against random.
 
-From the `compute/*` metrics the loop logs per round (apl.loop.compute): per strategy, the mean
+From the `compute/*` and `time/round_*` metrics the loop logs per round (apl.loop.compute): per
+strategy, the mean
 over its runs of the per-run totals, and the ratio of acquisition + training seconds to the
 random reference's. A strategy that saves labels at many times the compute may not be worth it
 (Oh et al., "Random is hard to beat", arXiv 2604.02766, found ~20x for negligible gains).
@@ -14,14 +15,15 @@ import numpy as np
 
 from apl.reports.collect import RunRecord
 
-COLUMNS = (
-    ("sampled_tokens", "sampled tokens"),
-    ("scored_sequences", "scored sequences"),
-    ("feature_sequences", "feature sequences"),
-    ("trained_pairs", "trained pairs"),
-    ("acquire_s", "acquire s"),
-    ("train_s", "train s"),
+COLUMNS = (  # (metric, column title)
+    ("compute/sampled_tokens", "sampled tokens"),
+    ("compute/scored_sequences", "scored sequences"),
+    ("compute/feature_sequences", "feature sequences"),
+    ("compute/trained_pairs", "trained pairs"),
+    ("time/round_acquire", "acquire s"),
+    ("time/round_train", "train s"),
 )
+SECONDS = ("time/round_acquire", "time/round_train")
 
 
 def run_totals(run: RunRecord) -> dict[str, float]:
@@ -31,7 +33,7 @@ def run_totals(run: RunRecord) -> dict[str, float]:
         if round < 1:
             continue
         for key, _ in COLUMNS:
-            value = row.get(f"compute/{key}")
+            value = row.get(key)
             if value is not None and not math.isnan(value):
                 out[key] += value
     return out
@@ -51,9 +53,9 @@ def compute_table(
         reference = references.get(strategy)
         ratio = None
         if reference in means:
-            base = means[reference]["acquire_s"] + means[reference]["train_s"]
+            base = sum(means[reference][k] for k in SECONDS)
             if base > 0:
-                ratio = (totals["acquire_s"] + totals["train_s"]) / base
+                ratio = sum(totals[k] for k in SECONDS) / base
         rows.append((strategy, totals, ratio))
     return rows
 
@@ -62,15 +64,13 @@ def compute_markdown(groups: dict[str, list[RunRecord]], references: dict[str, s
     """The compute table, or a note when no run logged compute metrics."""
     rows = compute_table(groups, references)
     if not any(any(v for v in totals.values()) for _, totals, _ in rows):
-        return "No run logged `compute/*` metrics (runs made before apl recorded them).\n"
+        return "No run logged compute metrics (runs made before apl recorded them).\n"
     lines = [
         "| strategy | " + " | ".join(label for _, label in COLUMNS) + " | seconds vs random |",
         "|---|" + "---:|" * (len(COLUMNS) + 1),
     ]
     for strategy, totals, ratio in rows:
-        cells = [
-            f"{totals[k]:.1f}" if k.endswith("_s") else f"{totals[k]:,.0f}" for k, _ in COLUMNS
-        ]
+        cells = [f"{totals[k]:.1f}" if k in SECONDS else f"{totals[k]:,.0f}" for k, _ in COLUMNS]
         shown = "-" if ratio is None else f"{ratio:.2f}x"
         lines.append(f"| {strategy} | " + " | ".join(cells) + f" | {shown} |")
     return "\n".join(lines) + "\n"
