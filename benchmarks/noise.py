@@ -32,7 +32,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-logger = logging.getLogger("noise")
+logger = logging.getLogger("apl.benchmarks.noise")  # under apl: setup_logging shows it
 
 METRICS = ("eval/win_rate", "eval/expected_win_rate")
 SEEDS_SHOWN = (5, 10, 20)
