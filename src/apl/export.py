@@ -6,7 +6,9 @@ prompts are conversations, TRL's conversational format (`prompt` the messages th
 rendered, system turn included; `chosen` / `rejected` one assistant message each), which TRL's
 DPOTrainer renders with the same template and `add_generation_prompt=True`. Plus
 provenance columns that TRL's DPOTrainer drops as unused: `prompt_uid`, `round`, `rank`,
-`score`, `judge_id`, `shown_order`, `rationale`. Reference log-probs are deliberately not
+`score`, `judge_id`, `shown_order`, `rationale`, and `label_source`: `oracle` for a paid label,
+`pseudo` for the policy's own preference (active-query acquisition), never to be mistaken for
+a paid label (filter on it to keep only what the oracle said). Reference log-probs are deliberately not
 exported under TRL's `ref_chosen_logps` names: TRL would take them as precomputed for
 whatever model it trains, which is only right for the model that made them.
 """
@@ -32,7 +34,16 @@ logger = logging.getLogger(__name__)
 PREFERENCES_FILE = "preferences.jsonl"
 DATASET_DIR = "preferences_dataset"
 CARD = "README.md"  # the Hub's card file, beside the data (export/) and the weights (final_model/)
-_METADATA = ("prompt_uid", "round", "rank", "score", "judge_id", "shown_order", "rationale")
+_METADATA = (
+    "prompt_uid",
+    "round",
+    "rank",
+    "score",
+    "judge_id",
+    "shown_order",
+    "rationale",
+    "label_source",
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,7 @@ def preference_rows(items: Sequence[LabelledPair | Preference]) -> list[dict[str
                 judge_id=item.judgement.judge_id,
                 shown_order=item.judgement.shown_order,
                 rationale=item.judgement.rationale,
+                label_source=item.source,
             )
         rows.append(row)
     return rows
@@ -106,6 +118,7 @@ def _features(with_provenance: bool, chat: bool) -> Any:
             judge_id=Value("string"),
             shown_order=Value("string"),
             rationale=Value("string"),
+            label_source=Value("string"),
         )
     return Features(columns)
 

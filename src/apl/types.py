@@ -103,6 +103,9 @@ class Judgement:
     from_cache: bool = False
     judge_id: str = ""  # identity of the judge (model, template, temperature, order policy)
     retries: int = 0  # transient failures (429, 5xx, timeouts) retried before this answer
+    # The judge's own P(A preferred), where it has one (the offline judge does; an LLM reply
+    # does not): averaged over eval prompts it gives the lower-variance expected win-rate.
+    probability: float | None = None
 
 
 @dataclass(frozen=True)

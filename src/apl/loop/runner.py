@@ -24,6 +24,7 @@ from apl.data import sample_prompts
 from apl.errors import ConfigError, RunStoreError
 from apl.export import export_run
 from apl.loop.checks import check_new_run, resume_config
+from apl.loop.cold_start import acquisition_for_round
 from apl.loop.components import (
     Components,
     build_components,
@@ -31,9 +32,11 @@ from apl.loop.components import (
     round_rng,
     torch_generator,
 )
+from apl.loop.compute import ComputeMeter, CountingView, counter
 from apl.loop.evaluating import evaluate_round, is_waypoint, prepare_evaluation
 from apl.loop.labelling import label_round
 from apl.loop.progress import RunProgress
+from apl.loop.pseudo_labels import paid_candidates, record_pseudo_labels
 from apl.loop.spending import track_spend
 from apl.loop.tracking import LoopTracking
 from apl.loop.web_labelling import web_labelling
@@ -144,18 +147,25 @@ class ActiveLoop:
         c.view.generator = torch_generator(
             c.loaded.device, derive_seed(config.seed, "sample", round)
         )
+        c.view.labelled = self.ledger.preferences(source="oracle")  # for feature-space rules
+        acquisition = acquisition_for_round(c.acquisition, c.view.is_reference)
         prompts = sample_prompts(
             c.train_prompts,
-            c.acquisition.prompts_needed(config.loop.pool_size),
+            acquisition.prompts_needed(config.loop.pool_size),
             rng,
             exclude_uids=self.ledger.acquired_prompt_uids(),
             option="loop.pool_size",
             pool=f"{config.task.name}/train",
         )
-        pairs = c.acquisition.acquire(
-            prompts, TimedView(c.view, self.timer), config.loop.query_size, rng
-        )
+        meter, started = ComputeMeter(), time.perf_counter()
+        scored, featured = counter(c.reference, "sequences_scored"), c.view.feature_sequences
+        view = TimedView(CountingView(c.view, meter), self.timer)
+        pairs = acquisition.acquire(prompts, view, config.loop.query_size, rng)
+        seconds = time.perf_counter() - started
+        meter.add("scored_sequences", counter(c.reference, "sequences_scored") - scored)
+        meter.add("feature_sequences", float(c.view.feature_sequences - featured))
         self.ledger.save_candidates(round, pairs)
+        self.ledger.log_metrics(round, {**meter.metrics(), "time/round_acquire": seconds})
         release_free_memory()
 
     def _train(self, round: int) -> dict[str, float]:
@@ -166,10 +176,15 @@ class ActiveLoop:
         if not preferences:
             logger.warning("Round %d: no usable labels yet; the policy is unchanged.", round)
             return {}
+        started = time.perf_counter()
         history = self.c.trainer.train(preferences, newest=newest)
+        online = self.config.dpo.mode == "online"
+        trained = len(newest) if online else len(preferences) * len(history)
         self.c.view.is_reference = False
         self.ledger.log_history(round, history)
         last = dict(history[-1]) if history else {}
+        last["compute/trained_pairs"] = float(trained)
+        last["time/round_train"] = time.perf_counter() - started
         return {k: v for k, v in last.items() if v is not None}
 
     def run_round(self, round: int, progress: RunProgress) -> None:
@@ -186,18 +201,21 @@ class ActiveLoop:
                 stats = label_round(
                     ledger,
                     self.c.oracle,
-                    ledger.candidates(round),
+                    paid_candidates(ledger.candidates(round)),
                     M,
                     on_progress=progress.labels,
                     storage=self._storage(),
                 )
+                record_pseudo_labels(ledger, ledger.candidates(round))
+            paid, pseudo = ledger.label_counts()
             ledger.log_metrics(
                 round,
                 {
                     "label/usable": stats.usable,
                     "label/asked": stats.asked,
                     "label/dropped": stats.dropped,
-                    "label/total": len(ledger.preferences()),
+                    "label/total": paid,  # paid labels only: the labelled-set size
+                    "label/pseudo": pseudo,
                 },
             )
             ledger.set_phase(round, "labelled")
@@ -221,7 +239,7 @@ class ActiveLoop:
                     "Round %d/%d: %d labels, win-rate %.3f ± %.3f (n=%d, %d invalid)",
                     round,
                     config.loop.num_rounds,
-                    len(ledger.preferences()),
+                    ledger.label_counts()[0],
                     result.win_rate,
                     result.stderr,
                     result.n,

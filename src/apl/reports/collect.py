@@ -51,32 +51,36 @@ class RunRecord:
     metrics: dict[int, dict[str, float | None]]
     acquired: list[AcquiredPair]
     spend: Spend
-    labels: int  # usable (A/B) labels held
+    labels: int  # paid usable (A/B) labels held
     complete: bool
     strategy: str = ""  # set by group_runs
     unannotated: int = 0  # labelled pairs without a bt_prob (acquisition did not annotate)
     group_values: dict[str, Any] = field(default_factory=dict)
     annotators: AgreementSummary | None = None  # people who labelled (oracle `web`), if any
+    pseudo_labels: int = 0  # the policy's own preferences it trained on (never paid)
 
     @property
     def seed(self) -> int:
         """The run's seed."""
         return self.config.seed
 
-    def win_rates(self) -> dict[int, tuple[float, float | None]]:
-        """{labelled-set size: (win-rate, its stderr)} for every evaluated round."""
+    def metric_by_size(self, key: str) -> dict[int, float]:
+        """{labelled-set size: metric `key`} for every round with a finite value of it."""
         out = {}
         M = self.config.loop.query_size
         for round, row in sorted(self.metrics.items()):
-            rate = row.get("eval/win_rate")
-            if round < 1 or rate is None or math.isnan(rate):  # NaN: nothing judged
+            value = row.get(key)
+            if round < 1 or value is None or math.isnan(value):  # NaN: nothing judged
                 continue
             size = row.get("label/total")
-            out[int(size) if size is not None else round * M] = (
-                rate,
-                row.get("eval/win_rate_stderr"),
-            )
+            out[int(size) if size is not None else round * M] = value
         return out
+
+    def win_rates(self) -> dict[int, tuple[float, float | None]]:
+        """{labelled-set size: (win-rate, its stderr)} for every evaluated round."""
+        rates = self.metric_by_size("eval/win_rate")
+        errors = self.metric_by_size("eval/win_rate_stderr")
+        return {size: (rate, errors.get(size)) for size, rate in rates.items()}
 
 
 def discover_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -117,13 +121,15 @@ def load_run(path: Path) -> RunRecord:
         metrics = ledger.metrics()
         spend = ledger.spend()
         rounds = ledger.rounds()
-        labels = len(ledger.preferences())
+        labels, pseudo = ledger.label_counts()
         for round in rounds:
             extras = {c.id: c.pair.extras for c in ledger.candidates(round)}
             for candidate_id, judgement in ledger.verdicts(round).items():
                 verdict = Verdict(judgement.verdict)
                 if verdict not in (Verdict.A, Verdict.B):
                     continue  # ties and invalid verdicts neither agree nor disagree
+                if "pseudo_label" in extras[candidate_id]:
+                    continue  # the policy's own preference agrees with itself: not evidence
                 bt = extras[candidate_id].get("bt_prob")
                 if bt is None:
                     unannotated += 1
@@ -143,6 +149,7 @@ def load_run(path: Path) -> RunRecord:
         complete,
         unannotated=unannotated,
         annotators=read_agreement(directory.ledger_path),
+        pseudo_labels=pseudo,
     )
 
 

@@ -43,7 +43,11 @@ def status_table(status: RunStatus, run_dir: str) -> Table:
     table.add_column("value")
     phase = f"round {status.round}: {status.phase}" if status.round else "not started"
     table.add_row("rounds done", f"{status.rounds_done} / {status.num_rounds} ({phase})")
-    table.add_row("labels held", f"{status.labels} usable of {status.verdicts} verdicts")
+    table.add_row("labels held", f"{status.labels} usable of {status.verdicts} paid verdicts")
+    if status.pseudo_labels:
+        table.add_row(
+            "pseudo-labels", f"{status.pseudo_labels} (the policy's own preference; not paid)"
+        )
     spend = status.spend
     table.add_row(
         "oracle spend",

@@ -18,6 +18,16 @@ from apl.types import Completion, Judgement, Message, Prompt, Verdict
 # (`candidates.prompt_messages`, `eval_prompts.messages`)
 SCHEMA_VERSION = 3
 PHASES = ("candidates", "labelled", "trained", "evaluated")  # a round's steps, in order
+# Who decided a label: the paid oracle, or the policy's own preference (a pseudo-label, which is
+# never counted as a paid label or in spend).
+SOURCES = ("oracle", "pseudo")
+# Nullable columns added after SCHEMA_VERSION 1 shipped, by an idempotent ALTER TABLE on open
+# (checked against PRAGMA table_info), so older ledgers of the same version read on.
+ADDED_COLUMNS = (
+    ("verdicts", "probability", "REAL"),
+    ("eval_verdicts", "probability", "REAL"),
+    ("verdicts", "source", f"TEXT NOT NULL DEFAULT 'oracle' CHECK (source IN {SOURCES!r})"),
+)
 BUSY_TIMEOUT_MS = 30_000  # `apl status` may read while a run writes; wait rather than fail
 
 _JUDGEMENT_COLUMNS = """
@@ -25,7 +35,8 @@ _JUDGEMENT_COLUMNS = """
     rationale TEXT NOT NULL, shown_order TEXT NOT NULL,
     prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
     cost_usd REAL NOT NULL, latency_s REAL NOT NULL, from_cache INTEGER NOT NULL,
-    judge_id TEXT NOT NULL, retries INTEGER NOT NULL, created_at REAL NOT NULL"""
+    judge_id TEXT NOT NULL, retries INTEGER NOT NULL, created_at REAL NOT NULL,
+    probability REAL"""
 
 SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,7 +57,8 @@ CREATE TABLE candidates (
     UNIQUE (round, rank));
 CREATE INDEX candidates_uid ON candidates (prompt_uid);
 CREATE TABLE verdicts (
-    candidate_id INTEGER PRIMARY KEY REFERENCES candidates (id),{_JUDGEMENT_COLUMNS});
+    candidate_id INTEGER PRIMARY KEY REFERENCES candidates (id),{_JUDGEMENT_COLUMNS},
+    source TEXT NOT NULL DEFAULT 'oracle' CHECK (source IN {SOURCES!r}));
 CREATE TABLE metrics (
     round INTEGER NOT NULL, key TEXT NOT NULL, value REAL,
     PRIMARY KEY (round, key));
@@ -117,6 +129,29 @@ def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
             f"Ledger {path} has schema version {version}, this apl reads version "
             f"{SCHEMA_VERSION}; use the apl version that made the run, or a new output_dir."
         )
+    add_missing_columns(conn)
+
+
+def add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Add any of ADDED_COLUMNS a ledger lacks (idempotent; a no-op on a current ledger).
+
+    Reads PRAGMA table_info first, so opening a current ledger (`apl status` while a run
+    writes) takes no write lock; the check is repeated inside the transaction.
+    """
+
+    def missing() -> list[tuple[str, str, str]]:
+        out = []
+        for table, column, decl in ADDED_COLUMNS:
+            have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                out.append((table, column, decl))
+        return out
+
+    if not missing():
+        return
+    with transaction(conn):
+        for table, column, decl in missing():
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
 
 # version -> the step that brings a ledger of that version to the next one.
@@ -183,12 +218,13 @@ def judgement_values(judgement: Judgement) -> tuple[Any, ...]:
         judgement.judge_id,
         int(judgement.retries),
         time.time(),
+        None if judgement.probability is None else float(judgement.probability),
     )
 
 
 JUDGEMENT_FIELDS = (
     "verdict, rationale, shown_order, prompt_tokens, completion_tokens, "
-    "cost_usd, latency_s, from_cache, judge_id, retries, created_at"
+    "cost_usd, latency_s, from_cache, judge_id, retries, created_at, probability"
 )
 JUDGEMENT_PLACEHOLDERS = ", ".join("?" * len(JUDGEMENT_FIELDS.split(",")))
 
@@ -206,4 +242,5 @@ def judgement_from_row(row: sqlite3.Row) -> Judgement:
         from_cache=bool(row["from_cache"]),
         judge_id=row["judge_id"],
         retries=row["retries"],
+        probability=row["probability"],
     )
