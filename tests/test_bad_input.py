@@ -86,7 +86,7 @@ CASES: list[tuple[str, list[str], str]] = [
     # config names, values and files
     ("section-typo", ["run", "acquisiton.name=entropy"], "unknown option 'acquisiton'"),
     ("component-option-typo", ["run", "acquisition.nme=entropy"], "has no option 'nme'"),
-    ("unknown-acquisition", ["run", "acquisition.name=bald"], "Unknown acquisition 'bald'"),
+    ("unknown-acquisition", ["run", "acquisition.name=bold"], "Unknown acquisition 'bold'"),
     ("negative-size", ["run", "loop.query_size=-1"], "loop.query_size (-1)"),
     ("query-over-pool", ["run", "loop.query_size=600"], "query_size (600) > pool_size (512)"),
     ("bad-literal", ["run", "model.device=tpu"], "model.device ('tpu')"),

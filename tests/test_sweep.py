@@ -259,7 +259,8 @@ def test_real_sweep_runs_resumes_skips_and_reports(
 def test_a_sweep_over_chat_options_validates_every_run(tmp_path):
     """Chat task options and stop strings are ordinary grid keys, checked before any run."""
     pool = tmp_path / "chats.jsonl"
-    pool.write_text('{"messages": [{"role": "user", "content": "Hi"}]}\n')
+    rows = [f'{{"messages": [{{"role": "user", "content": "Hi {i}"}}]}}\n' for i in range(40)]
+    pool.write_text("".join(rows))  # enough rows for both splits
     base = {"task": {"name": "custom", "path": str(pool), "chat_template": True}}
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
     grid = {"task.system_prompt": ["Be brief.", "Be kind."], "generation.stop": [["\nUser:"]]}

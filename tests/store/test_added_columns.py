@@ -10,6 +10,7 @@ import pytest
 from apl.store.judgement_cache import SCHEMA as CACHE_SCHEMA
 from apl.store.judgement_cache import JudgementCache
 from apl.store.ledger import Ledger
+from apl.store.journal_schema import create_journal
 from apl.store.ledger_schema import SCHEMA, SCHEMA_VERSION
 from apl.types import Completion, Judgement, Pair, Prompt, Verdict
 
@@ -21,6 +22,7 @@ def _old_ledger(path) -> None:
     assert "probability" not in old and "source" not in old
     conn = sqlite3.connect(path)
     conn.executescript(old)
+    create_journal(conn)  # the spend journal is older than these columns
     conn.execute(
         "INSERT INTO meta VALUES ('schema_version', ?), ('created_at', '0')", (str(SCHEMA_VERSION),)
     )
