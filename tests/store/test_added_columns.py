@@ -7,10 +7,10 @@ import sqlite3
 
 import pytest
 
+from apl.store.journal_schema import create_journal
 from apl.store.judgement_cache import SCHEMA as CACHE_SCHEMA
 from apl.store.judgement_cache import JudgementCache
 from apl.store.ledger import Ledger
-from apl.store.journal_schema import create_journal
 from apl.store.ledger_schema import SCHEMA, SCHEMA_VERSION
 from apl.types import Completion, Judgement, Pair, Prompt, Verdict
 
