@@ -30,7 +30,12 @@ from apl.loop.components import (
     round_rng,
     torch_generator,
 )
-from apl.loop.evaluating import evaluate_round, is_waypoint, prepare_evaluation
+from apl.loop.evaluating import (
+    check_baseline,
+    evaluate_round,
+    is_waypoint,
+    prepare_evaluation,
+)
 from apl.loop.labelling import label_round
 from apl.loop.progress import RunProgress
 from apl.memory import release_free_memory
@@ -271,6 +276,7 @@ def run_active_learning(run_dir: RunDir | APLConfig, cache_dir: Path | None = No
         )
     components = build_components(config, cache_dir=cache_dir)
     try:
+        check_baseline(components)  # before a new run's directory exists
         if not isinstance(run_dir, RunDir):
             run_dir = open_run_dir(config)
         with run_dir.exclusive(), run_dir.open_ledger() as ledger:
