@@ -42,8 +42,14 @@ class PolicyView(Protocol):
         """
         ...
 
-    def reference_logps(self, prompts: list[Prompt], completions: list[Completion]) -> list[float]:
-        """log p_ref(completion | prompt) for aligned lists; cached, never computed twice."""
+    def policy_and_reference_logps(
+        self, prompts: list[Prompt], completions: list[Completion]
+    ) -> tuple[list[float], list[float]]:
+        """(log p_policy, log p_ref) of each aligned (prompt, completion) row.
+
+        Both sides come from the same scoring computation (same batches, same precision), so a
+        policy equal to its reference gives equal values; each reference value is computed once.
+        """
         ...
 
 
@@ -89,36 +95,40 @@ def rank_descending(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return shuffled[np.argsort(-scores[shuffled], kind="stable")]
 
 
+def logp_ratios(pairs: list[Pair], policy: PolicyView) -> tuple[np.ndarray, np.ndarray]:
+    """log p_policy - log p_ref of each pair's a and b, from ONE batched scoring call.
+
+    Not the sampler's `Completion.logp`: both sides come from the view's scoring, so they are
+    the same computation at the same precision (in bf16 the sampler's incremental decoding
+    differs from a full forward by up to ~0.1 nats). The reference log-probs are stored on the
+    pairs (`ref_logp_a`, `ref_logp_b`) so training reuses them.
+    """
+    if not pairs:
+        return np.zeros(0), np.zeros(0)
+    pol, ref = policy.policy_and_reference_logps(
+        [p.prompt for p in pairs for _ in (0, 1)], [c for p in pairs for c in (p.a, p.b)]
+    )
+    assert len(pol) == len(ref) == 2 * len(pairs), "one log-prob per completion and side"
+    for i, pair in enumerate(pairs):
+        pair.ref_logp_a, pair.ref_logp_b = float(ref[2 * i]), float(ref[2 * i + 1])
+    diff = np.asarray(pol, dtype=np.float64) - np.asarray(ref, dtype=np.float64)
+    return diff[0::2], diff[1::2]
+
+
 def implicit_rewards(
     pairs: list[Pair], policy: PolicyView, *, length_normalize: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """DPO's implicit rewards (r_a, r_b) = beta * (log p_policy - log p_ref) for each pair.
 
-    Policy log-probs come from generation; reference log-probs from ONE batched
-    `policy.reference_logps` call for the pairs still missing them, stored on the Pair
-    (`ref_logp_a`, `ref_logp_b`) so training reuses them. With `length_normalize`, each log-prob
-    difference is divided by the completion's token count.
+    With `length_normalize`, each log-prob difference is divided by the completion's token count.
     """
-    todo = [p for p in pairs if p.ref_logp_a is None or p.ref_logp_b is None]
-    if todo:
-        ref = policy.reference_logps(
-            [p.prompt for p in todo for _ in (0, 1)], [c for p in todo for c in (p.a, p.b)]
+    diff_a, diff_b = logp_ratios(pairs, policy)
+    if length_normalize:
+        diff_a, diff_b = (
+            per_token(diff_a, [p.a for p in pairs]),
+            per_token(diff_b, [p.b for p in pairs]),
         )
-        assert len(ref) == 2 * len(todo), "reference_logps must return one value per completion"
-        for i, pair in enumerate(todo):
-            pair.ref_logp_a, pair.ref_logp_b = float(ref[2 * i]), float(ref[2 * i + 1])
-    rewards = []
-    for side in ("a", "b"):
-        comps = [getattr(p, side) for p in pairs]
-        diff = np.array(
-            [
-                policy_logp(c) - getattr(p, f"ref_logp_{side}")
-                for p, c in zip(pairs, comps, strict=True)
-            ],
-            dtype=np.float64,
-        )
-        rewards.append(policy.beta * (per_token(diff, comps) if length_normalize else diff))
-    return rewards[0], rewards[1]
+    return policy.beta * diff_a, policy.beta * diff_b
 
 
 def attach_rewards(pairs: list[Pair], reward_a: np.ndarray, reward_b: np.ndarray) -> None:
@@ -132,8 +142,8 @@ def attach_rewards(pairs: list[Pair], reward_a: np.ndarray, reward_b: np.ndarray
 def annotate_rewards(pairs: list[Pair], policy: PolicyView) -> None:
     """Attach DPO's (unnormalised) implicit rewards and BT probability to `pairs` only.
 
-    At cold start (`policy.is_reference`) every reward is exactly 0 in theory, so no reference
-    pass is made: rewards are 0 and bt_prob is 0.5.
+    At cold start (`policy.is_reference`) every reward is exactly 0, so no scoring pass is
+    made: rewards are 0 and bt_prob is 0.5.
     """
     if policy.is_reference:
         zeros = np.zeros(len(pairs))

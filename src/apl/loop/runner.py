@@ -80,7 +80,7 @@ class PhaseTimer:
 
 
 class TimedView:
-    """Wraps the PolicyView so acquisition's sampling and reference scoring are timed apart."""
+    """Wraps the PolicyView so acquisition's sampling and reward scoring are timed apart."""
 
     def __init__(self, view, timer: PhaseTimer) -> None:
         self._view, self._timer = view, timer
@@ -93,10 +93,10 @@ class TimedView:
         with self._timer.time("generate"):
             return self._view.sample(prompts, num_samples, temperature)
 
-    def reference_logps(self, prompts, completions):
-        """Time reference scoring as `score`."""
+    def policy_and_reference_logps(self, prompts, completions):
+        """Time the reward scoring passes (policy and reference) as `score`."""
         with self._timer.time("score"):
-            return self._view.reference_logps(prompts, completions)
+            return self._view.policy_and_reference_logps(prompts, completions)
 
 
 class ActiveLoop:
