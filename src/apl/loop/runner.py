@@ -37,6 +37,7 @@ from apl.loop.evaluating import (
     prepare_evaluation,
 )
 from apl.loop.labelling import label_round
+from apl.loop.numerics import numerics_identity, reconcile_numerics
 from apl.loop.progress import RunProgress
 from apl.memory import release_free_memory
 from apl.store.baseline_cache import BaselineCache
@@ -232,6 +233,10 @@ class ActiveLoop:
     def run(self) -> RunResult:
         """Run (or finish) every round, then export the labels and the final model."""
         config = self.config
+        loaded = self.c.loaded
+        reconcile_numerics(
+            self.ledger, self.c.reference, numerics_identity(loaded.model, loaded.autocast_dtype)
+        )
         rounds = self.ledger.rounds()
         trained_to = self._restore()
         if trained_to == 0 and any(_done(p, "trained") for p in rounds.values()):

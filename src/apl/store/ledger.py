@@ -258,6 +258,34 @@ class Ledger(EvalRecords, ProgressRecords):
         return [item.preference for item in self.labelled(up_to_round)]
 
     @_guarded
+    def meta(self, key: str) -> str | None:
+        """A run-level value from the `meta` table (e.g. `numerics`), or None if never set."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    @_guarded
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a run-level value in the `meta` table (replacing it) in one transaction."""
+        with transaction(self._conn):
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    @_guarded
+    def replace_ref_logps(
+        self, values: dict[int, tuple[float, float]], meta: dict[str, str]
+    ) -> None:
+        """Overwrite candidates' (ref_logp_a, ref_logp_b) and set `meta`, all in ONE transaction.
+
+        For recomputing every stored reference log-prob at a new precision: a crash leaves
+        either all old values with the old meta or all new values with the new meta.
+        """
+        with transaction(self._conn):
+            self._conn.executemany(
+                "UPDATE candidates SET ref_logp_a = ?, ref_logp_b = ? WHERE id = ?",
+                [(a, b, candidate_id) for candidate_id, (a, b) in values.items()],
+            )
+            self._conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
+
+    @_guarded
     def acquired_prompt_uids(self) -> set[str]:
         """Uids of prompts the oracle was asked about (any verdict): never sample them again."""
         rows = self._conn.execute(
