@@ -6,8 +6,10 @@ ties broken at random, and keep `query_size` plus a reserve. The loop labels the
 `query_size` and refills from the reserve, in order, when the oracle returns INVALID.
 
 How many prompts to offer: the loop asks `acquisition.prompts_needed(pool_size)` and passes that
-many fresh prompts. Most strategies need `pool_size` (S); `hybrid` needs `entropy_multiplier`
-times as many (J x S, paper section 3.1.3) and keeps S of them by entropy itself.
+many fresh prompts, with `pool_size=S`. Most strategies need S; `hybrid` needs
+`entropy_multiplier` times as many (J x S, paper section 3.1.3) and keeps S of them by entropy
+itself. When fewer than J x S unlabelled prompts are left (but at least S), the loop offers all
+of them and `hybrid` still keeps S: its entropy stage then filters by less than J.
 """
 
 from __future__ import annotations
@@ -174,9 +176,19 @@ class Acquisition(ABC):
         return min(num_prompts, query_size + math.ceil(self.reserve * query_size))
 
     def acquire(
-        self, prompts: list[Prompt], policy: PolicyView, query_size: int, rng: np.random.Generator
+        self,
+        prompts: list[Prompt],
+        policy: PolicyView,
+        query_size: int,
+        rng: np.random.Generator,
+        *,
+        pool_size: int | None = None,
     ) -> list[Pair]:
-        """Candidate pairs ranked best first with `score` set; `query_size` plus the reserve."""
+        """Candidate pairs ranked best first with `score` set; `query_size` plus the reserve.
+
+        `pool_size` is S, the prompts the last ranking stage sees (hybrid: how many entropy
+        keeps); None means len(prompts) / pool_multiplier, rounded up.
+        """
         if query_size < 1:
             raise ConfigError(f"query_size ({query_size}) must be >= 1; raise it.")
         if query_size > len(prompts):
@@ -185,7 +197,10 @@ class Acquisition(ABC):
                 "lower query_size or raise pool_size."
             )
         keep = self.num_candidates(query_size, len(prompts))
-        pairs = self.propose(prompts, policy, keep, rng)
+        if pool_size is None:
+            pool_size = math.ceil(len(prompts) / self.pool_multiplier)
+        pool_size = min(max(pool_size, keep), len(prompts))
+        pairs = self.propose(prompts, policy, keep, rng, pool_size=pool_size)
         scores = np.asarray(self.score(pairs, policy, rng), dtype=np.float64)
         assert scores.shape == (len(pairs),), (
             f"score() returned shape {scores.shape} for {len(pairs)} pairs"
@@ -201,9 +216,18 @@ class Acquisition(ABC):
         return chosen
 
     def propose(
-        self, prompts: list[Prompt], policy: PolicyView, keep: int, rng: np.random.Generator
+        self,
+        prompts: list[Prompt],
+        policy: PolicyView,
+        keep: int,
+        rng: np.random.Generator,
+        *,
+        pool_size: int,
     ) -> list[Pair]:
-        """Candidate pairs to score; by default one pair per prompt for every prompt offered."""
+        """Candidate pairs to score; by default one pair per prompt for every prompt offered.
+
+        `keep` pairs will be kept; `pool_size` (keep <= it <= len(prompts)) is S, see `acquire`.
+        """
         return make_pairs(prompts, policy)
 
     def finalize(self, chosen: list[Pair], policy: PolicyView) -> None:

@@ -109,7 +109,13 @@ class EntropyAcquisition(Acquisition):
         self.annotate = annotate
 
     def propose(
-        self, prompts: list[Prompt], policy: PolicyView, keep: int, rng: np.random.Generator
+        self,
+        prompts: list[Prompt],
+        policy: PolicyView,
+        keep: int,
+        rng: np.random.Generator,
+        *,
+        pool_size: int,
     ) -> list[Pair]:
         """Entropy-rank all prompts, then generate pairs for the top `keep` only."""
         return pairs_by_entropy(

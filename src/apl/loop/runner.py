@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 
 from apl.config import APLConfig, apply_overrides, config_from_dict, dump_config
-from apl.data import sample_prompts
 from apl.errors import ConfigError, RunStoreError
 from apl.export import export_run
 from apl.loop.components import (
@@ -38,6 +37,7 @@ from apl.loop.evaluating import (
 )
 from apl.loop.labelling import label_round
 from apl.loop.numerics import numerics_identity, reconcile_numerics
+from apl.loop.offering import PromptOffer
 from apl.loop.progress import RunProgress
 from apl.memory import release_free_memory
 from apl.store.baseline_cache import BaselineCache
@@ -107,6 +107,9 @@ class ActiveLoop:
         self.run_dir, self.c, self.ledger = run_dir, components, ledger
         self.config: APLConfig = components.config
         self.timer = PhaseTimer()
+        self.offer = PromptOffer(
+            components.train_prompts, components.acquisition, f"{self.config.task.name}/train"
+        )
 
     # --- resume ------------------------------------------------------------------------------
     def _restore(self) -> int:
@@ -146,16 +149,13 @@ class ActiveLoop:
         c.view.generator = torch_generator(
             c.loaded.device, derive_seed(config.seed, "sample", round)
         )
-        prompts = sample_prompts(
-            c.train_prompts,
-            c.acquisition.prompts_needed(config.loop.pool_size),
-            rng,
-            exclude_uids=self.ledger.acquired_prompt_uids(),
-            option="loop.pool_size",
-            pool=f"{config.task.name}/train",
-        )
+        prompts = self.offer(config.loop.pool_size, rng, self.ledger.acquired_prompt_uids())
         pairs = c.acquisition.acquire(
-            prompts, TimedView(c.view, self.timer), config.loop.query_size, rng
+            prompts,
+            TimedView(c.view, self.timer),
+            config.loop.query_size,
+            rng,
+            pool_size=config.loop.pool_size,
         )
         self.ledger.save_candidates(round, pairs)
         release_free_memory()
