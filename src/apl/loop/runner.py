@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,10 +32,13 @@ from apl.loop.evaluating import (
     is_waypoint,
     prepare_evaluation,
 )
-from apl.loop.labelling import label_round
+from apl.loop.labelling import LabelStats, label_round
 from apl.loop.numerics import numerics_identity, reconcile_numerics
 from apl.loop.offering import PromptOffer
 from apl.loop.progress import RunProgress
+from apl.loop.timing import PhaseTimer, TimedView
+from apl.loop.top_up import EXTRAS_KEY as TOP_UP_KEY
+from apl.loop.top_up import top_up_round
 from apl.memory import release_free_memory
 from apl.store.baseline_cache import BaselineCache
 from apl.store.fs import replace_dir_atomic, write_text_atomic
@@ -62,42 +62,6 @@ class RunResult:
 
 def _done(phase: str | None, wanted: str) -> bool:
     return phase is not None and PHASES.index(phase) >= PHASES.index(wanted)
-
-
-class PhaseTimer:
-    """Wall time per phase (generate, score, label, train, evaluate), summed over rounds."""
-
-    def __init__(self) -> None:
-        self.totals: dict[str, float] = {}
-
-    @contextmanager
-    def time(self, phase: str) -> Iterator[None]:
-        """Add the wall time of the block to `phase`."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.totals[phase] = self.totals.get(phase, 0.0) + time.perf_counter() - start
-
-
-class TimedView:
-    """Wraps the PolicyView so acquisition's sampling and reward scoring are timed apart."""
-
-    def __init__(self, view, timer: PhaseTimer) -> None:
-        self._view, self._timer = view, timer
-
-    def __getattr__(self, name: str):
-        return getattr(self._view, name)
-
-    def sample(self, prompts, num_samples, temperature=None):
-        """Time the policy's sampling as `generate`."""
-        with self._timer.time("generate"):
-            return self._view.sample(prompts, num_samples, temperature)
-
-    def policy_and_reference_logps(self, prompts, completions):
-        """Time the reward scoring passes (policy and reference) as `score`."""
-        with self._timer.time("score"):
-            return self._view.policy_and_reference_logps(prompts, completions)
 
 
 class ActiveLoop:
@@ -174,6 +138,33 @@ class ActiveLoop:
         last = dict(history[-1]) if history else {}
         return {k: v for k, v in last.items() if v is not None}
 
+    def _label(self, round: int, progress: RunProgress) -> LabelStats:
+        """Label the round's candidates; top it up while ties/INVALID leave it short of M."""
+        config, ledger = self.config, self.ledger
+        while True:
+            with self.timer.time("label"):
+                stats = label_round(
+                    ledger,
+                    self.c.oracle,
+                    ledger.candidates(round),
+                    config.loop.query_size,
+                    on_progress=progress.labels,
+                    storage=self._storage(),
+                )
+            if not stats.exhausted or not top_up_round(
+                ledger,
+                round,
+                stats,
+                acquisition=self.c.acquisition,
+                offer=self.offer,
+                view=TimedView(self.c.view, self.timer),
+                query_size=config.loop.query_size,
+                pool_size=config.loop.pool_size,
+                seed=config.seed,
+            ):
+                return stats
+            release_free_memory()
+
     def run_round(self, round: int, progress: RunProgress) -> None:
         """Finish whatever is left of `round`."""
         config, ledger = self.config, self.ledger
@@ -183,21 +174,17 @@ class ActiveLoop:
             self._acquire(round)
         if not _done(ledger.phase(round), "labelled"):
             progress.phase(round, "labelling")
-            with self.timer.time("label"):
-                stats = label_round(
-                    ledger,
-                    self.c.oracle,
-                    ledger.candidates(round),
-                    M,
-                    on_progress=progress.labels,
-                    storage=self._storage(),
-                )
+            stats = self._label(round, progress)
+            top_ups = max(
+                (c.pair.extras.get(TOP_UP_KEY, 0) for c in ledger.candidates(round)), default=0
+            )
             ledger.log_metrics(
                 round,
                 {
                     "label/usable": stats.usable,
                     "label/asked": stats.asked,
                     "label/dropped": stats.dropped,
+                    "label/top_ups": top_ups,
                     "label/total": len(ledger.preferences()),
                 },
             )

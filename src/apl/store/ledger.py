@@ -152,32 +152,55 @@ class Ledger(EvalRecords, ProgressRecords):
             self._conn.execute(
                 "INSERT INTO rounds VALUES (?, 'candidates', ?)", (round, time.time())
             )
-            rows = [
-                (
-                    round,
-                    rank,
-                    p.prompt.uid,
-                    p.prompt.text,
-                    p.prompt.reference,
-                    p.prompt.label,
-                    p.a.text,
-                    encode_ids(p.a.token_ids),
-                    p.a.logp,
-                    p.b.text,
-                    encode_ids(p.b.token_ids),
-                    p.b.logp,
-                    p.ref_logp_a,
-                    p.ref_logp_b,
-                    p.score,
-                    json.dumps(p.extras),
-                )
-                for rank, p in enumerate(pairs)
-            ]
-            self._conn.executemany(
-                f"INSERT INTO candidates ({_CANDIDATE_COLUMNS}) VALUES ({', '.join('?' * 16)})",
-                rows,
-            )
+            self._insert_candidates(round, pairs, first_rank=0)
         return self.candidates(round)
+
+    @_guarded
+    def add_candidates(self, round: int, pairs: Sequence[Pair]) -> list[Candidate]:
+        """Append ranked pairs after a round's last rank, in one transaction (a top-up).
+
+        Only while the round is still being labelled (phase `candidates`); raises ValueError
+        otherwise. Returns the round's candidates, old and new, in rank order.
+        """
+        with transaction(self._conn):
+            row = self._conn.execute(
+                "SELECT phase FROM rounds WHERE round = ?", (round,)
+            ).fetchone()
+            if row is None or row[0] != "candidates":
+                state = "has no candidates" if row is None else f"is already {row[0]!r}"
+                raise ValueError(f"round {round} {state}; only a round being labelled grows")
+            (last,) = self._conn.execute(
+                "SELECT MAX(rank) FROM candidates WHERE round = ?", (round,)
+            ).fetchone()
+            self._insert_candidates(round, pairs, first_rank=0 if last is None else last + 1)
+        return self.candidates(round)
+
+    def _insert_candidates(self, round: int, pairs: Sequence[Pair], first_rank: int) -> None:
+        rows = [
+            (
+                round,
+                first_rank + rank,
+                p.prompt.uid,
+                p.prompt.text,
+                p.prompt.reference,
+                p.prompt.label,
+                p.a.text,
+                encode_ids(p.a.token_ids),
+                p.a.logp,
+                p.b.text,
+                encode_ids(p.b.token_ids),
+                p.b.logp,
+                p.ref_logp_a,
+                p.ref_logp_b,
+                p.score,
+                json.dumps(p.extras),
+            )
+            for rank, p in enumerate(pairs)
+        ]
+        self._conn.executemany(
+            f"INSERT INTO candidates ({_CANDIDATE_COLUMNS}) VALUES ({', '.join('?' * 16)})",
+            rows,
+        )
 
     @_guarded
     def candidates(self, round: int) -> list[Candidate]:
