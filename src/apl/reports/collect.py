@@ -62,19 +62,35 @@ class RunRecord:
         return self.config.seed
 
     def win_rates(self) -> dict[int, tuple[float, float | None]]:
-        """{labelled-set size: (win-rate, its stderr)} for every evaluated round."""
-        out = {}
+        """{PLANNED labelled-set size (round x M): (win-rate, its stderr)} per evaluated round.
+
+        Keyed by plan, not by labels held: a round that ended short (the judge answered too few
+        pairs; see loop/top_up.py) still belongs to its column, so one short seed cannot fall
+        out of a table. `labels_held` says how many labels each evaluated round really had.
+        """
         M = self.config.loop.query_size
-        for round, row in sorted(self.metrics.items()):
-            rate = row.get("eval/win_rate")
-            if round < 1 or rate is None or math.isnan(rate):  # NaN: nothing judged
-                continue
-            size = row.get("label/total")
-            out[int(size) if size is not None else round * M] = (
-                rate,
-                row.get("eval/win_rate_stderr"),
-            )
-        return out
+        return {
+            round * M: (row["eval/win_rate"], row.get("eval/win_rate_stderr"))
+            for round, row in self._evaluated()
+        }
+
+    def labels_held(self) -> dict[int, int | None]:
+        """{planned size: usable labels held then (`label/total`)} per evaluated round."""
+        M = self.config.loop.query_size
+        held = {}
+        for round, row in self._evaluated():
+            total = row.get("label/total")
+            held[round * M] = None if total is None else int(total)
+        return held
+
+    def _evaluated(self) -> list[tuple[int, dict[str, float | None]]]:
+        return [
+            (round, row)
+            for round, row in sorted(self.metrics.items())
+            if round >= 1
+            and row.get("eval/win_rate") is not None
+            and not math.isnan(row["eval/win_rate"])  # NaN: nothing judged
+        ]
 
 
 def discover_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -184,6 +200,13 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[dict[str, list[RunRecord]], 
     for record in records:
         if not record.complete:
             logger.warning("Run %s is incomplete; its evaluated rounds are included.", record.path)
+        short = {n: h for n, h in record.labels_held().items() if h is not None and h < n}
+        if short:
+            logger.warning(
+                "Run %s held fewer labels than planned (%s); it is reported at its planned sizes.",
+                record.path,
+                ", ".join(f"{h} at {n}" for n, h in short.items()),
+            )
     groups, by = group_runs(records)
     for runs in groups.values():
         runs.sort(key=lambda r: (r.seed, str(r.path)))
