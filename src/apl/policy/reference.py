@@ -142,7 +142,8 @@ class ReferenceModel:
         Uncached rows: each chunk runs through the reference, then the policy. Rows cached by an
         earlier call: the policy replays the chunk their reference came from. Rows whose value
         was seeded by `fill` (a stored value, batch unknown) are scored in new chunks. A policy
-        equal to its reference therefore gives exactly equal values.
+        equal to its reference therefore gives exactly equal values on every row whose
+        reference this process computed (every fresh candidate is such a row).
         """
         if len(prompt_ids) != len(completion_ids):
             raise ValueError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions")
