@@ -3,6 +3,7 @@
 Precision (policy == reference, so every true reward is 0): --completions completions of the
 shipped model (prompts x 2, the run's generation settings) in --dtype autocast, then
   before: |sampler logp - reference logp| (the old reward: incremental decoding vs full forward);
+  other batches: the policy through the same scoring routine but 16 rows at a time, shuffled;
   after:  |policy logp - reference logp| from `ReferenceModel.paired_logps` (same batches).
 Cost: the extra policy scoring pass per round on --pairs pairs (the default run's S = 512), in
 the default run's precision (autocast auto): a fresh `ReferenceModel.logps` (reference only, the
@@ -26,6 +27,7 @@ from apl.config import GenerationConfig, ModelConfig
 from apl.data import TASKS
 from apl.policy.model import load_model
 from apl.policy.reference import ReferenceModel
+from apl.policy.scoring import completion_logps
 from apl.policy.view import ModelPolicyView
 
 
@@ -56,10 +58,27 @@ def precision(loaded, autocast, completions: int) -> None:
     view, _, prompts, comps = _completions(loaded, autocast, completions // 2)
     policy, ref = (np.asarray(v) for v in view.policy_and_reference_logps(prompts, comps))
     sampler = np.asarray([c.logp for c in comps])
-    for name, values in (("before (sampler logp)", sampler), ("after (paired scoring)", policy)):
+    # The same routine in other batches: 16 rows at a time, in shuffled order.
+    order = np.random.default_rng(0).permutation(len(comps))
+    shuffled = completion_logps(
+        loaded.model,
+        [list(ids) for ids in view.prompt_ids([prompts[i] for i in order])],
+        [list(comps[i].token_ids) for i in order],
+        batch_size=16,
+        autocast_dtype=autocast,
+        pad_token_id=loaded.tokenizer.pad_token_id,
+    ).numpy()
+    other = np.empty_like(shuffled)
+    other[order] = shuffled
+    rows = (
+        ("before (sampler logp)", sampler),
+        ("other batches (16, shuffled)", other),
+        ("after (paired scoring)", policy),
+    )
+    for name, values in rows:
         diff = np.abs(values - ref)
         print(
-            f"{name:24s} |policy - reference| over {len(comps)} completions "
+            f"{name:30s} |policy - reference| over {len(comps)} completions "
             f"({autocast}): mean {diff.mean():.4f}, max {diff.max():.4f} nats; "
             f"reward noise beta*max = {0.2 * diff.max():.4f}"
         )
