@@ -67,9 +67,9 @@ def test_reserve_and_pool_size_errors(name):
 def test_option_errors_name_option_and_value():
     with pytest.raises(
         ConfigError,
-        match=r"Unknown acquisition 'bald'\. Available: certainty, entropy, hybrid, random\.",
+        match=r"Unknown acquisition 'coreset'\. Available: adpo, bald, balpm, certainty, entropy, hybrid, random\.",
     ):
-        ACQUISITIONS.get("bald")
+        ACQUISITIONS.get("coreset")
     with pytest.raises(ConfigError, match=r"acquisition 'random' has no option 'num_samples'"):
         ACQUISITIONS.build("random", {"num_samples": 8})
     with pytest.raises(

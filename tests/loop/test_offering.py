@@ -59,9 +59,9 @@ def test_paper_hybrid_on_the_real_imdb_pool_takes_every_prompt_and_keeps_S(imdb_
     S, M = PAPER.loop.pool_size, PAPER.loop.query_size
     hybrid = ACQUISITIONS.build(PAPER.acquisition.name, PAPER.acquisition.kwargs)
     assert hybrid.prompts_needed(S) == 32_000 > len(imdb_train) > S  # the shortfall, for real
-    offer = PromptOffer(imdb_train, hybrid, "imdb/train")
+    offer = PromptOffer(imdb_train, "imdb/train")
     with caplog.at_level(logging.WARNING, logger="apl.loop.offering"):
-        offered = offer(S, np.random.default_rng(0))
+        offered = offer(hybrid, S, np.random.default_rng(0))
     assert len(offered) == len(imdb_train) and {p.uid for p in offered} == {
         p.uid for p in imdb_train
     }
@@ -80,7 +80,7 @@ def test_paper_hybrid_on_the_real_imdb_pool_takes_every_prompt_and_keeps_S(imdb_
     # Round 2: the asked prompts are gone; everything left is offered again, logged only once.
     asked = {p.prompt.uid for p in pairs}
     with caplog.at_level(logging.WARNING, logger="apl.loop.offering"):
-        again = offer(S, np.random.default_rng(1), exclude_uids=asked)
+        again = offer(hybrid, S, np.random.default_rng(1), exclude_uids=asked)
     assert len(again) == len(imdb_train) - len(asked) and not asked & {p.uid for p in again}
     notes = [r.getMessage() for r in caplog.records if r.name == "apl.loop.offering"]
     assert notes == [
@@ -95,14 +95,14 @@ def test_a_pool_that_fits_is_drawn_as_before_and_one_below_S_is_an_error(caplog)
 
     pool = prompts(100)
     hybrid = ACQUISITIONS.build("hybrid", {"entropy_multiplier": 4})
-    offer = PromptOffer(pool, hybrid, "toy/train")
+    offer = PromptOffer(pool, "toy/train")
     with caplog.at_level(logging.WARNING, logger="apl.loop.offering"):
-        got = offer(20, np.random.default_rng(3))
+        got = offer(hybrid, 20, np.random.default_rng(3))
     assert got == sample_prompts(pool, 80, np.random.default_rng(3))  # same draw as ever
     assert not caplog.records
-    assert len(offer(30, np.random.default_rng(3))) == 100  # 120 wanted: all 100
+    assert len(offer(hybrid, 30, np.random.default_rng(3))) == 100  # 120 wanted: all 100
     with pytest.raises(DataError, match=r"`loop.pool_size` \(30\) > unlabelled prompts \(25\) "):
-        offer(30, np.random.default_rng(3), exclude_uids={f"p{i}" for i in range(75)})
+        offer(hybrid, 30, np.random.default_rng(3), exclude_uids={f"p{i}" for i in range(75)})
 
 
 def test_hybrid_keeps_S_whatever_it_is_offered():

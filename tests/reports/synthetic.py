@@ -23,6 +23,7 @@ def make_run(
     cost_usd: float = 0.0,
     extra: dict[str, Any] | None = None,
     labels_held: dict[int, int] | None = None,
+    metrics: dict[int, dict[str, float]] | None = None,
 ) -> Path:
     """A run whose ledger holds `win_rates` per round and `acquired` (bt_prob, verdict) pairs.
 
@@ -75,6 +76,8 @@ def make_run(
                 ledger.log_metrics(
                     round, {"eval/win_rate": win_rates[round], "eval/win_rate_stderr": 0.05}
                 )
+            if metrics and round in metrics:
+                ledger.log_metrics(round, metrics[round])
             for phase in ("labelled", "trained", "evaluated"):
                 ledger.set_phase(round, phase)
     if complete:

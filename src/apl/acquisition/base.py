@@ -159,6 +159,11 @@ class Acquisition(ABC):
 
     registry_name: str = ""
     pool_multiplier: int = 1  # prompts offered per pair slot; see prompts_needed
+    # True if, while the policy equals its reference (round 1), this rule has no information
+    # and chooses uniformly at random. The loop then draws that round from the random
+    # baseline's own stream, so every such strategy labels the same first pairs as `random`
+    # with the same seed (common random numbers: the comparison loses round-1 noise).
+    cold_start_random: bool = False
 
     def __init__(self, *, reserve: float = 0.25) -> None:
         check_option(

@@ -63,6 +63,11 @@ class CertaintyAcquisition(Acquisition):
         self.length_normalize = length_normalize
         self.cold_start = cold_start
 
+    @property
+    def cold_start_random(self) -> bool:  # type: ignore[override]
+        """With cold_start="random" round 1 is a uniform draw: the loop shares random's."""
+        return self.cold_start == "random"
+
     def score(self, pairs: list[Pair], policy: PolicyView, rng: np.random.Generator) -> np.ndarray:
         """|r_a - r_b| ("most") or its negative ("least"); zeros at a random cold start."""
         if policy.is_reference and self.cold_start == "random":

@@ -61,6 +61,11 @@ class HybridAcquisition(CertaintyAcquisition):
         self.num_samples = num_samples
         self.entropy_temperature = entropy_temperature
 
+    @property
+    def cold_start_random(self) -> bool:  # type: ignore[override]
+        """Never: at cold start it still keeps the highest-entropy prompts, not a uniform draw."""
+        return False
+
     def propose(
         self,
         prompts: list[Prompt],

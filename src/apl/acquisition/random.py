@@ -25,6 +25,8 @@ class RandomAcquisition(Acquisition):
             cold start.
     """
 
+    cold_start_random = True
+
     def __init__(self, reserve: float = 0.25, annotate: bool = True) -> None:
         super().__init__(reserve=reserve)
         self.annotate = annotate

@@ -69,6 +69,7 @@ def eval_completions(components: Components, prompts: list[Prompt], seed: int) -
         batch_size=gen.batch_size,
         generator=torch_generator(loaded.device, seed),
         autocast_dtype=loaded.autocast_dtype,
+        stop=gen.stop,
     )
     return [s[0] for s in samples]
 
@@ -110,10 +111,11 @@ def evaluate_round(
         ledger.save_eval_completions(round, {p.uid: c for p, c in zip(prompts, made, strict=True)})
         held = ledger.eval_completions(round)
     baseline = ledger.baseline()
+    judge = components.oracle.evaluation_judge()
 
     def judge_batch(requests: list[JudgeRequest]) -> list:
         ensure_free_space(*storage)  # before paying: each verdict must have somewhere to go
-        return components.oracle.judge_batch(requests)
+        return judge.judge_batch(requests)
 
     result = evaluate(
         prompts,
@@ -123,7 +125,7 @@ def evaluate_round(
         JudgeRequest,
         held=ledger.eval_verdicts(round),
         on_judged=lambda new: ledger.record_eval_verdicts(round, new),
-        batch_size=max(1, components.oracle.concurrency),  # stored as they arrive
+        batch_size=max(1, judge.concurrency),  # stored as they arrive
     )
     return result.result
 

@@ -23,23 +23,26 @@ logger = logging.getLogger(__name__)
 
 
 class PromptOffer:
-    """Draws each round's fresh prompts for `acquisition` from `prompts` (a task's train split).
+    """Draws each round's fresh prompts for an acquisition from `prompts` (a task's train split).
 
     Args:
         pool: the pool's name for messages, e.g. `imdb/train`.
     """
 
-    def __init__(self, prompts: Sequence[Prompt], acquisition: Acquisition, pool: str) -> None:
+    def __init__(self, prompts: Sequence[Prompt], pool: str) -> None:
         self.prompts = prompts
-        self.acquisition = acquisition
         self.pool = pool
         self._short_logged = False
 
     def __call__(
-        self, pool_size: int, rng: np.random.Generator, exclude_uids: Collection[str] = ()
+        self,
+        acquisition: Acquisition,
+        pool_size: int,
+        rng: np.random.Generator,
+        exclude_uids: Collection[str] = (),
     ) -> list[Prompt]:
         """`prompts_needed(pool_size)` fresh prompts, or all that are left if at least `pool_size`."""
-        wanted = self.acquisition.prompts_needed(pool_size)
+        wanted = acquisition.prompts_needed(pool_size)
         excluded = set(exclude_uids)
         left = sum(p.uid not in excluded for p in self.prompts)
         if left < pool_size:
@@ -52,9 +55,9 @@ class PromptOffer:
             logger.warning(
                 "acquisition %s wants %d prompts per round (%d x loop.pool_size %d) but %s has "
                 "%d unlabelled; offering all of them each round, of which it keeps %d.",
-                self.acquisition.registry_name,
+                acquisition.registry_name,
                 wanted,
-                self.acquisition.pool_multiplier,
+                acquisition.pool_multiplier,
                 pool_size,
                 self.pool,
                 left,

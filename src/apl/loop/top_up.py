@@ -63,7 +63,7 @@ def top_up_round(
         size = max(shortfall, math.ceil(pool_size * shortfall / query_size))
         exclude = ledger.acquired_prompt_uids() | {c.pair.prompt.uid for c in candidates}
         try:
-            prompts = offer(size, round_rng(seed, round, f"top-up{number}"), exclude)
+            prompts = offer(acquisition, size, round_rng(seed, round, f"top-up{number}"), exclude)
         except DataError:
             why = f"the pool has fewer than {size} fresh prompts left"
     if why is not None:

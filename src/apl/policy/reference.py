@@ -57,6 +57,7 @@ class ReferenceModel:
         self.pad_token_id = pad if pad is not None else tokenizer.eos_token_id
         self.forward_passes = 0  # model batches run; cache hits never add to it
         self.sequences_scored = 0
+        self.policy_sequences_scored = 0  # policy rows `paired_logps` ran beside the reference
         self._cache: dict[_Key, float] = {}
         self._chunk_of: dict[_Key, tuple[_Key, ...]] = {}  # the batch each value came from
         self._prompt_ids: dict[str, tuple[int, ...]] = {}
@@ -110,6 +111,11 @@ class ReferenceModel:
             pad_token_id=self.pad_token_id,
         ).tolist()
 
+    def _run_policy(self, policy: torch.nn.Module, chunk: Sequence[_Key]) -> dict[_Key, float]:
+        """The policy's log-probs on one chunk (adapter on, for LoRA), counted apart."""
+        self.policy_sequences_scored += len(chunk)
+        return dict(zip(chunk, self._run(policy, chunk)))
+
     def _score(self, keys: list[_Key], policy: torch.nn.Module | None = None) -> dict[_Key, float]:
         """Score uncached `keys` chunk by chunk; with `policy`, return its values on each chunk."""
         policy_values: dict[_Key, float] = {}
@@ -125,7 +131,7 @@ class ReferenceModel:
                 self._cache.update(zip(chunk, values))
                 self._chunk_of.update((k, chunk) for k in chunk)
                 if policy is not None:  # the very same batch, adapter on (LoRA) or the policy
-                    policy_values.update(zip(chunk, self._run(policy, chunk)))
+                    policy_values.update(self._run_policy(policy, chunk))
         finally:
             self.model.train(was_training)
         logger.debug("reference scored %d new sequences (%d cached)", len(keys), len(self._cache))
@@ -158,10 +164,9 @@ class ReferenceModel:
             if chunk is None:
                 seeded.append(key)
             else:
-                values.update(zip(chunk, self._run(policy, chunk)))
+                values.update(self._run_policy(policy, chunk))
         for start in range(0, len(seeded), self.batch_size):
-            chunk = seeded[start : start + self.batch_size]
-            values.update(zip(chunk, self._run(policy, chunk)))
+            values.update(self._run_policy(policy, seeded[start : start + self.batch_size]))
         return [values[k] for k in keys], [self._cache[k] for k in keys]
 
     def fill(self, preferences: Sequence[Preference]) -> list[Preference]:

@@ -4,6 +4,10 @@
 `policy_and_reference_logps` (implicit rewards) scores the policy and the reference over the
 same batches at the same precision through `ReferenceModel.paired_logps`, which computes each
 reference log-prob once and caches it for training to reuse.
+
+Feature-space acquisitions (an ensemble preference model, BAL-PM's prompt diversity) also read
+`labelled` (the paid preferences so far, set by the loop before each acquisition) and
+`features` / `prompt_features` (frozen theta_0 hidden states, cached; `apl.policy.features`).
 """
 
 from __future__ import annotations
@@ -11,11 +15,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from apl.config import GenerationConfig
+from apl.policy.features import FeatureExtractor
 from apl.policy.sampling import encode_prompts, sample_completions
-from apl.types import Completion, Prompt
+from apl.types import Completion, Preference, Prompt
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +56,37 @@ class ModelPolicyView:
         self.generator = generator
         self.autocast_dtype = autocast_dtype
         self.is_reference = is_reference
+        self.labelled: list[Preference] = []  # paid labels so far; the loop sets it each round
         self._prompt_ids: dict[str, tuple[int, ...]] = {}
+        self._features: FeatureExtractor | None = None
+
+    @property
+    def feature_extractor(self) -> FeatureExtractor:
+        """Frozen-reference features, built on first use (only feature-space strategies pay)."""
+        if self._features is None:
+            ref = self.reference
+            self._features = FeatureExtractor(
+                ref.model,
+                pad_token_id=ref.pad_token_id,
+                lora=ref.lora,
+                autocast_dtype=self.autocast_dtype,
+                batch_size=self.generation.batch_size,
+            )
+        return self._features
+
+    @property
+    def feature_sequences(self) -> int:
+        """Rows the feature extractor has run (0 if no strategy asked for features)."""
+        return 0 if self._features is None else self._features.sequences
+
+    def features(self, prompts: list[Prompt], completions: list[Completion]) -> np.ndarray:
+        """[n, hidden]: each completion's mean theta_0 hidden state, its prompt as context."""
+        ids = self.prompt_ids(prompts)
+        return self.feature_extractor.features(ids, [c.token_ids for c in completions])
+
+    def prompt_features(self, prompts: list[Prompt]) -> np.ndarray:
+        """[n, hidden]: each prompt's mean theta_0 hidden state."""
+        return self.feature_extractor.features(self.prompt_ids(prompts), [()] * len(prompts))
 
     def prompt_ids(self, prompts: Sequence[Prompt]) -> list[tuple[int, ...]]:
         """Token ids of each prompt via `encode_prompts`, encoded once per distinct text."""
@@ -76,6 +112,7 @@ class ModelPolicyView:
             batch_size=gen.batch_size,
             generator=self.generator,
             autocast_dtype=self.autocast_dtype,
+            stop=gen.stop,
         )
 
     def policy_and_reference_logps(

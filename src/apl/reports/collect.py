@@ -16,6 +16,7 @@ from typing import Any
 
 from apl.config import APLConfig
 from apl.errors import RunStoreError
+from apl.store.label_people import AgreementSummary, read_agreement
 from apl.store.ledger import Spend
 from apl.store.run_dir import CONFIG_FILE, FINAL_MODEL_DIR, load_run_dir
 from apl.types import Verdict
@@ -50,47 +51,49 @@ class RunRecord:
     metrics: dict[int, dict[str, float | None]]
     acquired: list[AcquiredPair]
     spend: Spend
-    labels: int  # usable (A/B) labels held
+    labels: int  # paid usable (A/B) labels held
     complete: bool
     strategy: str = ""  # set by group_runs
     unannotated: int = 0  # labelled pairs without a bt_prob (acquisition did not annotate)
     group_values: dict[str, Any] = field(default_factory=dict)
+    annotators: AgreementSummary | None = None  # people who labelled (oracle `web`), if any
+    pseudo_labels: int = 0  # the policy's own preferences it trained on (never paid)
 
     @property
     def seed(self) -> int:
         """The run's seed."""
         return self.config.seed
 
-    def win_rates(self) -> dict[int, tuple[float, float | None]]:
-        """{PLANNED labelled-set size (round x M): (win-rate, its stderr)} per evaluated round.
+    def metric_by_size(self, key: str) -> dict[int, float]:
+        """{PLANNED labelled-set size (round x M): metric `key`} for rounds with a finite value.
 
         Keyed by plan, not by labels held: a round that ended short (the judge answered too few
         pairs; see loop/top_up.py) still belongs to its column, so one short seed cannot fall
         out of a table. `labels_held` says how many labels each evaluated round really had.
         """
         M = self.config.loop.query_size
-        return {
-            round * M: (row["eval/win_rate"], row.get("eval/win_rate_stderr"))
-            for round, row in self._evaluated()
-        }
+        out = {}
+        for round, row in sorted(self.metrics.items()):
+            value = row.get(key)
+            if round < 1 or value is None or math.isnan(value):  # NaN: nothing judged
+                continue
+            out[round * M] = value
+        return out
 
     def labels_held(self) -> dict[int, int | None]:
-        """{planned size: usable labels held then (`label/total`)} per evaluated round."""
+        """{planned size: paid labels held then (`label/total`)} per round with a win-rate."""
         M = self.config.loop.query_size
         held = {}
-        for round, row in self._evaluated():
-            total = row.get("label/total")
-            held[round * M] = None if total is None else int(total)
+        for size in self.metric_by_size("eval/win_rate"):
+            total = self.metrics[size // M].get("label/total")
+            held[size] = None if total is None else int(total)
         return held
 
-    def _evaluated(self) -> list[tuple[int, dict[str, float | None]]]:
-        return [
-            (round, row)
-            for round, row in sorted(self.metrics.items())
-            if round >= 1
-            and row.get("eval/win_rate") is not None
-            and not math.isnan(row["eval/win_rate"])  # NaN: nothing judged
-        ]
+    def win_rates(self) -> dict[int, tuple[float, float | None]]:
+        """{labelled-set size: (win-rate, its stderr)} for every evaluated round."""
+        rates = self.metric_by_size("eval/win_rate")
+        errors = self.metric_by_size("eval/win_rate_stderr")
+        return {size: (rate, errors.get(size)) for size, rate in rates.items()}
 
 
 def discover_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -131,13 +134,15 @@ def load_run(path: Path) -> RunRecord:
         metrics = ledger.metrics()
         spend = ledger.spend()
         rounds = ledger.rounds()
-        labels = len(ledger.preferences())
+        labels, pseudo = ledger.label_counts()
         for round in rounds:
             extras = {c.id: c.pair.extras for c in ledger.candidates(round)}
             for candidate_id, judgement in ledger.verdicts(round).items():
                 verdict = Verdict(judgement.verdict)
                 if verdict not in (Verdict.A, Verdict.B):
                     continue  # ties and invalid verdicts neither agree nor disagree
+                if "pseudo_label" in extras[candidate_id]:
+                    continue  # the policy's own preference agrees with itself: not evidence
                 bt = extras[candidate_id].get("bt_prob")
                 if bt is None:
                     unannotated += 1
@@ -148,7 +153,16 @@ def load_run(path: Path) -> RunRecord:
         rounds.get(r) == "evaluated" for r in range(1, num_rounds + 1)
     )
     return RunRecord(
-        path, directory.config, metrics, acquired, spend, labels, complete, unannotated=unannotated
+        path,
+        directory.config,
+        metrics,
+        acquired,
+        spend,
+        labels,
+        complete,
+        unannotated=unannotated,
+        annotators=read_agreement(directory.ledger_path),
+        pseudo_labels=pseudo,
     )
 
 

@@ -24,9 +24,11 @@ from apl.store.ledger_schema import (
     JUDGEMENT_FIELDS,
     JUDGEMENT_PLACEHOLDERS,
     PHASES,
+    SOURCES,
     connect,
     decode_completion,
     encode_ids,
+    encode_messages,
     judgement_from_row,
     judgement_values,
     prompt_from_row,
@@ -62,12 +64,13 @@ class LabelledPair:
     score: float | None
     preference: Preference
     judgement: Judgement
+    source: str = "oracle"  # "pseudo": the policy's own preference, never a paid label
 
 
 _CANDIDATE_COLUMNS = (
     "round, rank, prompt_uid, prompt_text, prompt_reference, prompt_label, "
     "a_text, a_token_ids, a_logp, b_text, b_token_ids, b_logp, "
-    "ref_logp_a, ref_logp_b, score, extras"
+    "ref_logp_a, ref_logp_b, score, extras, prompt_messages"
 )
 
 
@@ -194,11 +197,12 @@ class Ledger(EvalRecords, ProgressRecords):
                 p.ref_logp_b,
                 p.score,
                 json.dumps(p.extras),
+                encode_messages(p.prompt.messages),
             )
             for rank, p in enumerate(pairs)
         ]
         self._conn.executemany(
-            f"INSERT INTO candidates ({_CANDIDATE_COLUMNS}) VALUES ({', '.join('?' * 16)})",
+            f"INSERT INTO candidates ({_CANDIDATE_COLUMNS}) VALUES ({', '.join('?' * 17)})",
             rows,
         )
 
@@ -211,13 +215,21 @@ class Ledger(EvalRecords, ProgressRecords):
         return [Candidate(r["id"], r["round"], r["rank"], _pair_from_row(r)) for r in rows]
 
     @_guarded
-    def record_verdict(self, candidate_id: int, judgement: Judgement) -> bool:
-        """Commit one verdict now; False (and nothing written) if the candidate already has one."""
+    def record_verdict(
+        self, candidate_id: int, judgement: Judgement, source: str = "oracle"
+    ) -> bool:
+        """Commit one verdict now; False (and nothing written) if the candidate already has one.
+
+        `source="pseudo"` marks the policy's own preference (active-query acquisition): it
+        trains like a label but is never counted as a paid label or in spend.
+        """
+        if source not in SOURCES:
+            raise ValueError(f"verdict source {source!r} is not one of {SOURCES}")
         with transaction(self._conn):
             cur = self._conn.execute(
-                f"INSERT OR IGNORE INTO verdicts (candidate_id, {JUDGEMENT_FIELDS}) "
-                f"VALUES (?, {JUDGEMENT_PLACEHOLDERS})",
-                (candidate_id, *judgement_values(judgement)),
+                f"INSERT OR IGNORE INTO verdicts (candidate_id, {JUDGEMENT_FIELDS}, source) "
+                f"VALUES (?, {JUDGEMENT_PLACEHOLDERS}, ?)",
+                (candidate_id, *judgement_values(judgement), source),
             )
         if cur.rowcount == 0:
             kept = self.verdict_for(candidate_id)
@@ -250,13 +262,18 @@ class Ledger(EvalRecords, ProgressRecords):
         return {r["candidate_id"]: judgement_from_row(r) for r in rows}
 
     @_guarded
-    def labelled(self, up_to_round: int | None = None) -> list[LabelledPair]:
-        """Pairs with an A or B verdict, ordered by (round, rank); ties and invalid are excluded."""
+    def labelled(
+        self, up_to_round: int | None = None, source: str | None = None
+    ) -> list[LabelledPair]:
+        """Pairs with an A or B verdict, ordered by (round, rank); ties and invalid are excluded.
+
+        Paid labels and pseudo-labels alike unless `source` ("oracle" or "pseudo") picks one.
+        """
         rows = self._conn.execute(
             "SELECT c.*, v.* FROM candidates c JOIN verdicts v ON v.candidate_id = c.id "
             "WHERE v.verdict IN ('A', 'B') AND (? IS NULL OR c.round <= ?) "
-            "ORDER BY c.round, c.rank",
-            (up_to_round, up_to_round),
+            "AND (? IS NULL OR v.source = ?) ORDER BY c.round, c.rank",
+            (up_to_round, up_to_round, source, source),
         ).fetchall()
         out = []
         for row in rows:
@@ -271,14 +288,35 @@ class Ledger(EvalRecords, ProgressRecords):
             )
             out.append(
                 LabelledPair(
-                    row["id"], row["round"], row["rank"], pair.score, preference, judgement
+                    row["id"],
+                    row["round"],
+                    row["rank"],
+                    pair.score,
+                    preference,
+                    judgement,
+                    row["source"],
                 )
             )
         return out
 
-    def preferences(self, up_to_round: int | None = None) -> list[Preference]:
-        """The labelled set as DPO preferences, in (round, rank) order; ties/invalid excluded."""
-        return [item.preference for item in self.labelled(up_to_round)]
+    def preferences(
+        self, up_to_round: int | None = None, source: str | None = None
+    ) -> list[Preference]:
+        """The training set as DPO preferences, in (round, rank) order; ties/invalid excluded.
+
+        Pseudo-labels are included (they train) unless `source` picks one kind.
+        """
+        return [item.preference for item in self.labelled(up_to_round, source)]
+
+    @_guarded
+    def label_counts(self) -> tuple[int, int]:
+        """(paid A/B labels, pseudo-labels) held: the labelled-set size counts only the first."""
+        rows = dict(
+            self._conn.execute(
+                "SELECT source, COUNT(*) FROM verdicts WHERE verdict IN ('A', 'B') GROUP BY source"
+            ).fetchall()
+        )
+        return rows.get("oracle", 0), rows.get("pseudo", 0)
 
     @_guarded
     def meta(self, key: str) -> str | None:
