@@ -172,9 +172,11 @@ class EvaluationConfig(StrictModel):
 
     num_prompts: int = Field(256, ge=1)  # paper: 1024; 256 gives a standard error of ~0.025
     temperature: float = Field(0.25, gt=0)
-    # Labelled-set sizes after which to evaluate; None = after every round.
+    # Labelled-set sizes after which to evaluate; None = after every round. Each must be a size a
+    # round ends at (a multiple of loop.query_size up to the budget), checked at load.
     waypoints: list[int] | None = None
-    # `initial`: against the initial model's completions; `reference`: the pool's references.
+    # `initial`: against the initial model's completions; `reference`: the pool's references
+    # (every eval prompt must have one, checked before the run starts).
     baseline: Literal["auto", "initial", "reference"] = "auto"
 
 
@@ -218,6 +220,26 @@ class APLConfig(StrictModel):
     # those land in different directories by default.
     output_dir: str = "runs/{task}-{acquisition}-seed{seed}"
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_waypoints(self) -> APLConfig:
+        # A waypoint no round reaches would silently never be evaluated: refuse it up front.
+        waypoints = self.evaluation.waypoints
+        if waypoints:
+            M, rounds = self.loop.query_size, self.loop.num_rounds
+            reachable = [r * M for r in range(1, rounds + 1)]
+            missed = sorted({w for w in waypoints if w not in reachable})
+            if missed:
+                sizes = ", ".join(map(str, reachable))
+                if rounds > 6:
+                    sizes = f"{M}, {2 * M}, {3 * M}, ..., {rounds * M}"
+                raise ValueError(
+                    f"evaluation.waypoints ({waypoints}): {', '.join(map(str, missed))} "
+                    f"{'is' if len(missed) == 1 else 'are'} never reached; rounds end at {sizes} "
+                    f"labels (multiples of loop.query_size {M} up to loop.label_budget "
+                    f"{self.loop.label_budget}); use those sizes."
+                )
+        return self
 
     @model_validator(mode="after")
     def _fill_output_dir(self) -> APLConfig:
@@ -265,8 +287,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    loc = ".".join(str(p) for p in first["loc"])
     msg = first["msg"].removeprefix("Value error, ")
+    if not loc:  # a whole-config check: its message names the options itself
+        return f"{source}: {msg}"
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown option {loc!r}; check the spelling (see `apl config`)."
     value = first.get("input")

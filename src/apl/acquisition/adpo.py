@@ -74,9 +74,18 @@ class ActiveQueryAcquisition(Acquisition):
         return -np.abs(reward_a - reward_b)
 
     def acquire(
-        self, prompts: list[Prompt], policy: PolicyView, query_size: int, rng: np.random.Generator
+        self,
+        prompts: list[Prompt],
+        policy: PolicyView,
+        query_size: int,
+        rng: np.random.Generator,
+        *,
+        pool_size: int | None = None,
     ) -> list[Pair]:
-        """Paid candidates (least confident first), then pseudo-labelled pairs marked as such."""
+        """Paid candidates (least confident first), then pseudo-labelled pairs marked as such.
+
+        Every offered prompt gets a pair (`pool_size` is S, which is all of them here).
+        """
         if query_size < 1 or query_size > len(prompts):
             raise ConfigError(
                 f"query_size ({query_size}) must be between 1 and the prompts offered "

@@ -32,7 +32,13 @@ class RandomAcquisition(Acquisition):
         self.annotate = annotate
 
     def propose(
-        self, prompts: list[Prompt], policy: PolicyView, keep: int, rng: np.random.Generator
+        self,
+        prompts: list[Prompt],
+        policy: PolicyView,
+        keep: int,
+        rng: np.random.Generator,
+        *,
+        pool_size: int,
     ) -> list[Pair]:
         """Pairs for `keep` prompts drawn without replacement, not for the whole pool."""
         picked = rng.choice(len(prompts), size=keep, replace=False)

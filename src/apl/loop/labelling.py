@@ -80,16 +80,8 @@ def label_round(
         if on_progress is not None:
             on_progress(min(usable, query_size))
     dropped = sum(j.verdict not in USABLE for j in held.values())
-    exhausted = usable < query_size
-    if exhausted:
-        logger.warning(
-            "Only %d usable labels from %d candidates (%d ties/invalid); training on what there "
-            "is. Raise acquisition.reserve to keep more spare candidates.",
-            usable,
-            len(candidates),
-            dropped,
-        )
-    return LabelStats(usable, len(held), dropped, exhausted)
+    # The caller decides what a shortfall means (the loop tops the round up; see loop/top_up.py).
+    return LabelStats(usable, len(held), dropped, usable < query_size)
 
 
 def _record(

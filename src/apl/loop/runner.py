@@ -12,15 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from apl.config import APLConfig, dump_config
-from apl.data import sample_prompts
 from apl.errors import ConfigError, RunStoreError
 from apl.export import export_run
 from apl.loop.checks import check_new_run, resume_config
@@ -33,11 +30,21 @@ from apl.loop.components import (
     torch_generator,
 )
 from apl.loop.compute import ComputeMeter, CountingView, counter
-from apl.loop.evaluating import evaluate_round, is_waypoint, prepare_evaluation
-from apl.loop.labelling import label_round
+from apl.loop.evaluating import (
+    check_baseline,
+    evaluate_round,
+    is_waypoint,
+    prepare_evaluation,
+)
+from apl.loop.labelling import LabelStats, label_round
+from apl.loop.numerics import numerics_identity, reconcile_numerics
+from apl.loop.offering import PromptOffer
 from apl.loop.progress import RunProgress
 from apl.loop.pseudo_labels import paid_candidates, record_pseudo_labels
 from apl.loop.spending import track_spend
+from apl.loop.timing import PhaseTimer, TimedView
+from apl.loop.top_up import EXTRAS_KEY as TOP_UP_KEY
+from apl.loop.top_up import top_up_round
 from apl.loop.tracking import LoopTracking
 from apl.loop.web_labelling import web_labelling
 from apl.memory import release_free_memory
@@ -61,44 +68,13 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def scoring_rows(reference) -> float:
+    """Rows the reference model's scoring has run: its own and the policy's (implicit rewards)."""
+    return counter(reference, "sequences_scored") + counter(reference, "policy_sequences_scored")
+
+
 def _done(phase: str | None, wanted: str) -> bool:
     return phase is not None and PHASES.index(phase) >= PHASES.index(wanted)
-
-
-class PhaseTimer:
-    """Wall time per phase (generate, score, label, train, evaluate), summed over rounds."""
-
-    def __init__(self) -> None:
-        self.totals: dict[str, float] = {}
-
-    @contextmanager
-    def time(self, phase: str) -> Iterator[None]:
-        """Add the wall time of the block to `phase`."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.totals[phase] = self.totals.get(phase, 0.0) + time.perf_counter() - start
-
-
-class TimedView:
-    """Wraps the PolicyView so acquisition's sampling and reference scoring are timed apart."""
-
-    def __init__(self, view, timer: PhaseTimer) -> None:
-        self._view, self._timer = view, timer
-
-    def __getattr__(self, name: str):
-        return getattr(self._view, name)
-
-    def sample(self, prompts, num_samples, temperature=None):
-        """Time the policy's sampling as `generate`."""
-        with self._timer.time("generate"):
-            return self._view.sample(prompts, num_samples, temperature)
-
-    def reference_logps(self, prompts, completions):
-        """Time reference scoring as `score`."""
-        with self._timer.time("score"):
-            return self._view.reference_logps(prompts, completions)
 
 
 class ActiveLoop:
@@ -108,6 +84,7 @@ class ActiveLoop:
         self.run_dir, self.c, self.ledger = run_dir, components, ledger
         self.config: APLConfig = components.config
         self.timer = PhaseTimer()
+        self.offer = PromptOffer(components.train_prompts, f"{self.config.task.name}/train")
 
     # --- resume ------------------------------------------------------------------------------
     def _restore(self) -> int:
@@ -149,20 +126,17 @@ class ActiveLoop:
         )
         c.view.labelled = self.ledger.preferences(source="oracle")  # for feature-space rules
         acquisition = acquisition_for_round(c.acquisition, c.view.is_reference)
-        prompts = sample_prompts(
-            c.train_prompts,
-            acquisition.prompts_needed(config.loop.pool_size),
-            rng,
-            exclude_uids=self.ledger.acquired_prompt_uids(),
-            option="loop.pool_size",
-            pool=f"{config.task.name}/train",
+        prompts = self.offer(
+            acquisition, config.loop.pool_size, rng, self.ledger.acquired_prompt_uids()
         )
         meter, started = ComputeMeter(), time.perf_counter()
-        scored, featured = counter(c.reference, "sequences_scored"), c.view.feature_sequences
+        scored, featured = scoring_rows(c.reference), c.view.feature_sequences
         view = TimedView(CountingView(c.view, meter), self.timer)
-        pairs = acquisition.acquire(prompts, view, config.loop.query_size, rng)
+        pairs = acquisition.acquire(
+            prompts, view, config.loop.query_size, rng, pool_size=config.loop.pool_size
+        )
         seconds = time.perf_counter() - started
-        meter.add("scored_sequences", counter(c.reference, "sequences_scored") - scored)
+        meter.add("scored_sequences", scoring_rows(c.reference) - scored)
         meter.add("feature_sequences", float(c.view.feature_sequences - featured))
         self.ledger.save_candidates(round, pairs)
         self.ledger.log_metrics(round, {**meter.metrics(), "time/round_acquire": seconds})
@@ -187,6 +161,36 @@ class ActiveLoop:
         last["time/round_train"] = time.perf_counter() - started
         return {k: v for k, v in last.items() if v is not None}
 
+    def _label(self, round: int, progress: RunProgress) -> LabelStats:
+        """Label the round's candidates; top it up while ties/INVALID leave it short of M."""
+        config, ledger, c = self.config, self.ledger, self.c
+        c.oracle.begin(round, "label")
+        while True:
+            with self.timer.time("label"):
+                stats = label_round(
+                    ledger,
+                    c.oracle,
+                    paid_candidates(ledger.candidates(round)),
+                    config.loop.query_size,
+                    on_progress=progress.labels,
+                    storage=self._storage(),
+                )
+            if not stats.exhausted or not top_up_round(
+                ledger,
+                round,
+                stats,
+                acquisition=acquisition_for_round(c.acquisition, c.view.is_reference),
+                offer=self.offer,
+                view=TimedView(c.view, self.timer),
+                query_size=config.loop.query_size,
+                pool_size=config.loop.pool_size,
+                seed=config.seed,
+            ):
+                break
+            release_free_memory()
+        record_pseudo_labels(ledger, ledger.candidates(round))
+        return stats
+
     def run_round(self, round: int, progress: RunProgress) -> None:
         """Finish whatever is left of `round`."""
         config, ledger = self.config, self.ledger
@@ -196,17 +200,10 @@ class ActiveLoop:
             self._acquire(round)
         if not _done(ledger.phase(round), "labelled"):
             progress.phase(round, "labelling")
-            self.c.oracle.begin(round, "label")
-            with self.timer.time("label"):
-                stats = label_round(
-                    ledger,
-                    self.c.oracle,
-                    paid_candidates(ledger.candidates(round)),
-                    M,
-                    on_progress=progress.labels,
-                    storage=self._storage(),
-                )
-                record_pseudo_labels(ledger, ledger.candidates(round))
+            stats = self._label(round, progress)
+            top_ups = max(
+                (c.pair.extras.get(TOP_UP_KEY, 0) for c in ledger.candidates(round)), default=0
+            )
             paid, pseudo = ledger.label_counts()
             ledger.log_metrics(
                 round,
@@ -214,6 +211,7 @@ class ActiveLoop:
                     "label/usable": stats.usable,
                     "label/asked": stats.asked,
                     "label/dropped": stats.dropped,
+                    "label/top_ups": top_ups,
                     "label/total": paid,  # paid labels only: the labelled-set size
                     "label/pseudo": pseudo,
                 },
@@ -251,6 +249,10 @@ class ActiveLoop:
     def run(self) -> RunResult:
         """Run (or finish) every round, then export the labels and the final model."""
         config = self.config
+        loaded = self.c.loaded
+        reconcile_numerics(
+            self.ledger, self.c.reference, numerics_identity(loaded.model, loaded.autocast_dtype)
+        )
         rounds = self.ledger.rounds()
         trained_to = self._restore()
         if trained_to == 0 and any(_done(p, "trained") for p in rounds.values()):
@@ -300,6 +302,7 @@ def run_active_learning(run_dir: RunDir | APLConfig, cache_dir: Path | None = No
         )
     components = build_components(config, cache_dir=cache_dir)
     try:
+        check_baseline(components)  # before a new run's directory exists
         if not isinstance(run_dir, RunDir):
             run_dir = open_run_dir(config)
         with (

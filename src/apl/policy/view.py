@@ -1,8 +1,9 @@
 """The PolicyView acquisition scores through: the live policy's sampler plus the cached reference.
 
-Acquisition never runs a scoring pass of the policy: `sample` returns each completion's
-untempered log-prob from generation, and `reference_logps` goes through the `ReferenceModel`,
-which computes each (prompt, completion) once and caches it for training to reuse.
+`sample` returns each completion's untempered log-prob from generation (entropy uses it).
+`policy_and_reference_logps` (implicit rewards) scores the policy and the reference over the
+same batches at the same precision through `ReferenceModel.paired_logps`, which computes each
+reference log-prob once and caches it for training to reuse.
 
 Feature-space acquisitions (an ensemble preference model, BAL-PM's prompt diversity) also read
 `labelled` (the paid preferences so far, set by the loop before each acquisition) and
@@ -29,7 +30,7 @@ class ModelPolicyView:
     """`apl.acquisition.PolicyView` over a Hugging Face policy and its `ReferenceModel`.
 
     Args:
-        reference: anything with `logps(prompt_ids, completion_ids) -> list[float]` (cached).
+        reference: the `ReferenceModel` (its `paired_logps` scores policy and reference).
         generation: the run's sampling settings; its temperature is used when none is given.
         generator: torch RNG for sampling, so a seeded run acquires the same pairs.
         is_reference: True while the policy's weights equal the reference's (before the first
@@ -114,10 +115,12 @@ class ModelPolicyView:
             stop=gen.stop,
         )
 
-    def reference_logps(self, prompts: list[Prompt], completions: list[Completion]) -> list[float]:
-        """log p_ref(completion | prompt) per aligned row, from the reference's cache when known."""
+    def policy_and_reference_logps(
+        self, prompts: list[Prompt], completions: list[Completion]
+    ) -> tuple[list[float], list[float]]:
+        """(log p_policy, log p_ref) per aligned row from one computation: same batches, same dtype."""
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
-        return list(
-            self.reference.logps(self.prompt_ids(prompts), [c.token_ids for c in completions])
+        return self.reference.paired_logps(
+            self.model, self.prompt_ids(prompts), [c.token_ids for c in completions]
         )

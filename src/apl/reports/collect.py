@@ -65,16 +65,29 @@ class RunRecord:
         return self.config.seed
 
     def metric_by_size(self, key: str) -> dict[int, float]:
-        """{labelled-set size: metric `key`} for every round with a finite value of it."""
-        out = {}
+        """{PLANNED labelled-set size (round x M): metric `key`} for rounds with a finite value.
+
+        Keyed by plan, not by labels held: a round that ended short (the judge answered too few
+        pairs; see loop/top_up.py) still belongs to its column, so one short seed cannot fall
+        out of a table. `labels_held` says how many labels each evaluated round really had.
+        """
         M = self.config.loop.query_size
+        out = {}
         for round, row in sorted(self.metrics.items()):
             value = row.get(key)
             if round < 1 or value is None or math.isnan(value):  # NaN: nothing judged
                 continue
-            size = row.get("label/total")
-            out[int(size) if size is not None else round * M] = value
+            out[round * M] = value
         return out
+
+    def labels_held(self) -> dict[int, int | None]:
+        """{planned size: paid labels held then (`label/total`)} per round with a win-rate."""
+        M = self.config.loop.query_size
+        held = {}
+        for size in self.metric_by_size("eval/win_rate"):
+            total = self.metrics[size // M].get("label/total")
+            held[size] = None if total is None else int(total)
+        return held
 
     def win_rates(self) -> dict[int, tuple[float, float | None]]:
         """{labelled-set size: (win-rate, its stderr)} for every evaluated round."""
@@ -201,6 +214,13 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[dict[str, list[RunRecord]], 
     for record in records:
         if not record.complete:
             logger.warning("Run %s is incomplete; its evaluated rounds are included.", record.path)
+        short = {n: h for n, h in record.labels_held().items() if h is not None and h < n}
+        if short:
+            logger.warning(
+                "Run %s held fewer labels than planned (%s); it is reported at its planned sizes.",
+                record.path,
+                ", ".join(f"{h} at {n}" for n, h in short.items()),
+            )
     groups, by = group_runs(records)
     for runs in groups.values():
         runs.sort(key=lambda r: (r.seed, str(r.path)))

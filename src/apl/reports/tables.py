@@ -193,7 +193,8 @@ def spend_markdown(groups: dict[str, list[RunRecord]]) -> str:
 def write_csvs(
     groups: dict[str, list[RunRecord]], points: dict[str, list[Point]], out_dir: Path
 ) -> list[Path]:
-    """`aggregated.csv` (strategy x size: mean, stderr, seeds) and `runs.csv` (every run x round)."""
+    """`aggregated.csv` (strategy x planned size: mean, stderr, seeds) and `runs.csv` (every run x
+    round, with the labels it really held)."""
     aggregated, per_run = out_dir / "aggregated.csv", out_dir / "runs.csv"
     with aggregated.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -203,9 +204,12 @@ def write_csvs(
                 writer.writerow([p.strategy, p.labels, p.mean, p.stderr, p.seeds])
     with per_run.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["strategy", "seed", "run_dir", "labels", "win_rate", "win_rate_stderr"])
+        writer.writerow(
+            ["strategy", "seed", "run_dir", "labels", "labels_held", "win_rate", "win_rate_stderr"]
+        )
         for strategy, runs in groups.items():
             for run in runs:
+                held = run.labels_held()
                 for size, (rate, se) in run.win_rates().items():
-                    writer.writerow([strategy, run.seed, str(run.path), size, rate, se])
+                    writer.writerow([strategy, run.seed, str(run.path), size, held[size], rate, se])
     return [aggregated, per_run]

@@ -155,33 +155,56 @@ class Ledger(EvalRecords, ProgressRecords):
             self._conn.execute(
                 "INSERT INTO rounds VALUES (?, 'candidates', ?)", (round, time.time())
             )
-            rows = [
-                (
-                    round,
-                    rank,
-                    p.prompt.uid,
-                    p.prompt.text,
-                    p.prompt.reference,
-                    p.prompt.label,
-                    p.a.text,
-                    encode_ids(p.a.token_ids),
-                    p.a.logp,
-                    p.b.text,
-                    encode_ids(p.b.token_ids),
-                    p.b.logp,
-                    p.ref_logp_a,
-                    p.ref_logp_b,
-                    p.score,
-                    json.dumps(p.extras),
-                    encode_messages(p.prompt.messages),
-                )
-                for rank, p in enumerate(pairs)
-            ]
-            self._conn.executemany(
-                f"INSERT INTO candidates ({_CANDIDATE_COLUMNS}) VALUES ({', '.join('?' * 17)})",
-                rows,
-            )
+            self._insert_candidates(round, pairs, first_rank=0)
         return self.candidates(round)
+
+    @_guarded
+    def add_candidates(self, round: int, pairs: Sequence[Pair]) -> list[Candidate]:
+        """Append ranked pairs after a round's last rank, in one transaction (a top-up).
+
+        Only while the round is still being labelled (phase `candidates`); raises ValueError
+        otherwise. Returns the round's candidates, old and new, in rank order.
+        """
+        with transaction(self._conn):
+            row = self._conn.execute(
+                "SELECT phase FROM rounds WHERE round = ?", (round,)
+            ).fetchone()
+            if row is None or row[0] != "candidates":
+                state = "has no candidates" if row is None else f"is already {row[0]!r}"
+                raise ValueError(f"round {round} {state}; only a round being labelled grows")
+            (last,) = self._conn.execute(
+                "SELECT MAX(rank) FROM candidates WHERE round = ?", (round,)
+            ).fetchone()
+            self._insert_candidates(round, pairs, first_rank=0 if last is None else last + 1)
+        return self.candidates(round)
+
+    def _insert_candidates(self, round: int, pairs: Sequence[Pair], first_rank: int) -> None:
+        rows = [
+            (
+                round,
+                first_rank + rank,
+                p.prompt.uid,
+                p.prompt.text,
+                p.prompt.reference,
+                p.prompt.label,
+                p.a.text,
+                encode_ids(p.a.token_ids),
+                p.a.logp,
+                p.b.text,
+                encode_ids(p.b.token_ids),
+                p.b.logp,
+                p.ref_logp_a,
+                p.ref_logp_b,
+                p.score,
+                json.dumps(p.extras),
+                encode_messages(p.prompt.messages),
+            )
+            for rank, p in enumerate(pairs)
+        ]
+        self._conn.executemany(
+            f"INSERT INTO candidates ({_CANDIDATE_COLUMNS}) VALUES ({', '.join('?' * 17)})",
+            rows,
+        )
 
     @_guarded
     def candidates(self, round: int) -> list[Candidate]:
@@ -294,6 +317,34 @@ class Ledger(EvalRecords, ProgressRecords):
             ).fetchall()
         )
         return rows.get("oracle", 0), rows.get("pseudo", 0)
+
+    @_guarded
+    def meta(self, key: str) -> str | None:
+        """A run-level value from the `meta` table (e.g. `numerics`), or None if never set."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    @_guarded
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a run-level value in the `meta` table (replacing it) in one transaction."""
+        with transaction(self._conn):
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    @_guarded
+    def replace_ref_logps(
+        self, values: dict[int, tuple[float, float]], meta: dict[str, str]
+    ) -> None:
+        """Overwrite candidates' (ref_logp_a, ref_logp_b) and set `meta`, all in ONE transaction.
+
+        For recomputing every stored reference log-prob at a new precision: a crash leaves
+        either all old values with the old meta or all new values with the new meta.
+        """
+        with transaction(self._conn):
+            self._conn.executemany(
+                "UPDATE candidates SET ref_logp_a = ?, ref_logp_b = ? WHERE id = ?",
+                [(a, b, candidate_id) for candidate_id, (a, b) in values.items()],
+            )
+            self._conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
 
     @_guarded
     def acquired_prompt_uids(self) -> set[str]:
