@@ -45,7 +45,8 @@ def test_every_end_of_turn_id_ends_a_completion_and_is_kept(tiny_chat_model_and_
     for c in ended:
         assert c.token_ids.index(end) == len(c.token_ids) - 1  # nothing after the end of turn
         assert "<|im_end|>" not in c.text and c.text == tok.decode(c.token_ids[:-1])
-    assert all(len(c.token_ids) == 16 for _, c in flat if c.token_ids[-1] != end)
+    stops = (end, tok.eos_token_id)  # the plain EOS (rarer) ends a completion as well
+    assert all(len(c.token_ids) == 16 for _, c in flat if c.token_ids[-1] not in stops)
     # log-probs cover exactly the kept tokens, the end-of-turn token included
     scored = completion_logps(model, [p for p, _ in flat], [c.token_ids for _, c in flat])
     assert [c.logp for _, c in flat] == pytest.approx(scored.tolist(), abs=1e-4)

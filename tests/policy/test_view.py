@@ -171,7 +171,7 @@ def test_a_policy_equal_to_its_reference_gets_rewards_of_exactly_zero_in_bf16(
     # way) are noise, which is what this test guards against.
     comps = [c for p in pairs for c in (p.a, p.b)]
     ref_values = [r for p in pairs for r in (p.ref_logp_a, p.ref_logp_b)]
-    assert max(abs(c.logp - r) for c, r in zip(comps, ref_values)) > 1e-3
+    assert max(abs(c.logp - r) for c, r in zip(comps, ref_values)) > 5e-4
 
     # Rows whose reference is already cached, asked in another order and grouping: the policy
     # replays their original chunks, so they stay exactly equal.

@@ -32,6 +32,8 @@ RESUME_OVERRIDABLE = (
 
 
 def _print_result(result: Any) -> None:
+    if result is None:  # a rank > 0 under `accelerate launch`: rank 0 prints the result
+        return
     from rich.console import Console
 
     from apl.reports.summary import rounds_table

@@ -18,6 +18,7 @@ from apl.oracles import ORACLES, Oracle
 from apl.oracles.base import default_cache_dir
 from apl.policy.model import LoadedModel, load_model, load_tokenizer, resolve_model_path
 from apl.policy.reference import ReferenceModel
+from apl.policy.sharding import LOCAL, Shards
 from apl.policy.view import ModelPolicyView
 from apl.store.judgement_cache import JudgementCache
 from apl.training.dpo_trainer import DPOTrainer
@@ -67,19 +68,33 @@ class Components:
     task: Task
     train_prompts: list[Prompt]
     test_prompts: list[Prompt]
-    oracle: Oracle
+    oracle: Oracle | None  # None on ranks > 0: only rank 0 may pay a judge
     acquisition: Acquisition
-    judgement_cache: JudgementCache
+    judgement_cache: JudgementCache | None
     fingerprint: str
+
+    def load_trainer_state(self, path: Path) -> None:
+        """Restore the trainer from a checkpoint file (each rank reads it; a collective call)."""
+        self.trainer.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
+        self.view.is_reference = False
 
     def close(self) -> None:
         """Release the judgement cache's connection."""
-        self.judgement_cache.close()
+        if self.judgement_cache is not None:
+            self.judgement_cache.close()
 
 
-def build_components(config: APLConfig, cache_dir: Path | None = None) -> Components:
-    """Load the task, model, reference, trainer, oracle and acquisition for `config`."""
+def build_components(
+    config: APLConfig, cache_dir: Path | None = None, shards: Shards = LOCAL
+) -> Components:
+    """Load the task, model, reference, trainer, oracle and acquisition for `config`.
+
+    `shards` places this process among the run's ranks. Rank 0 builds everything; a rank > 0
+    builds no oracle, opens no judgement cache and loads no prompts (rank 0 sends token ids):
+    it only holds the models, for its share of the model work.
+    """
     validate_config(config)
+    main = shards.rank == 0
     task = TASKS.build(config.task.name, config.task.kwargs)
     # The tokenizer alone (seconds) settles chat templating, hence the judge's template.
     tokenizer = load_tokenizer(config.model)
@@ -87,15 +102,17 @@ def build_components(config: APLConfig, cache_dir: Path | None = None) -> Compon
     acquisition = ACQUISITIONS.build(config.acquisition.name, config.acquisition.kwargs)
 
     # The oracle first: a missing API key or bad option fails before minutes of model loading.
-    cache_root = cache_dir or default_cache_dir()
-    judgement_cache = JudgementCache(cache_root / JUDGEMENT_CACHE_FILE)
-    try:
-        oracle = ORACLES.build(
-            config.oracle.name, oracle_kwargs, cache=judgement_cache, seed=config.seed
-        )
-    except BaseException:
-        judgement_cache.close()
-        raise
+    oracle, judgement_cache = None, None
+    if main:
+        cache_root = cache_dir or default_cache_dir()
+        judgement_cache = JudgementCache(cache_root / JUDGEMENT_CACHE_FILE)
+        try:
+            oracle = ORACLES.build(
+                config.oracle.name, oracle_kwargs, cache=judgement_cache, seed=config.seed
+            )
+        except BaseException:
+            judgement_cache.close()
+            raise
 
     torch.manual_seed(derive_seed(config.seed, "init"))
     loaded = load_model(config.model, tokenizer=tokenizer)
@@ -126,6 +143,11 @@ def build_components(config: APLConfig, cache_dir: Path | None = None) -> Compon
         autocast_dtype=loaded.autocast_dtype,
         is_reference=True,
     )
+    reference.shards = view.shards = shards
+    if not main:  # rank 0 sends token ids; a rank > 0 never reads the prompt pools
+        return Components(
+            config, loaded, reference, trainer, view, task, [], [], None, acquisition, None, ""
+        )
     train_prompts = task.load_prompts("train", loaded.tokenizer, seed=config.seed)
     test_prompts = task.load_prompts("test", loaded.tokenizer, seed=config.seed)
     logger.info(

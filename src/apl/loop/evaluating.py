@@ -8,9 +8,8 @@ from pathlib import Path
 from apl.config import APLConfig
 from apl.errors import ConfigError
 from apl.evaluation.win_rate import WinRate, choose_eval_prompts, evaluate
-from apl.loop.components import Components, derive_seed, torch_generator
+from apl.loop.components import Components, derive_seed
 from apl.oracles import JudgeRequest
-from apl.policy.sampling import sample_completions
 from apl.store.baseline_cache import BaselineCache, baseline_identity
 from apl.store.fs import ensure_free_space
 from apl.store.ledger import Ledger
@@ -55,22 +54,13 @@ def check_baseline(components: Components) -> None:
 
 
 def eval_completions(components: Components, prompts: list[Prompt], seed: int) -> list[Completion]:
-    """One completion per eval prompt from the current policy at the eval temperature."""
-    config, loaded = components.config, components.loaded
-    gen = config.generation
-    samples = sample_completions(
-        loaded.model,
-        loaded.tokenizer,
-        [list(ids) for ids in components.view.prompt_ids(prompts)],
-        num_samples=1,
-        temperature=config.evaluation.temperature,
-        min_new_tokens=gen.min_new_tokens,
-        max_new_tokens=gen.max_new_tokens,
-        batch_size=gen.batch_size,
-        generator=torch_generator(loaded.device, seed),
-        autocast_dtype=loaded.autocast_dtype,
-        stop=gen.stop,
-    )
+    """One completion per eval prompt from the current policy at the eval temperature.
+
+    Through the view, so several processes split the prompts; each prompt's sample is fixed
+    by (`seed`, its uid) whichever process draws it.
+    """
+    temperature = components.config.evaluation.temperature
+    samples = components.view.sample(prompts, 1, temperature, seed=seed)
     return [s[0] for s in samples]
 
 

@@ -5,12 +5,14 @@ Each round's steps are recorded in the ledger as they finish (`candidates`, `lab
 the ledger holds, reloads the newest checkpoint, and redoes only unfinished work: candidates
 and paid verdicts are never regenerated or re-bought. Every random choice comes from a stream
 seeded by (seed, purpose, round), so a resumed run makes the same choices as an unbroken one.
+
+Under `accelerate launch` rank 0 runs this loop and every other rank serves its model work
+(`apl.loop.distributed`); the choices, labels and checkpoints are the same as one process's.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,7 @@ from pathlib import Path
 import torch
 
 from apl.config import APLConfig, dump_config
-from apl.errors import ConfigError, RunStoreError
+from apl.errors import RunStoreError
 from apl.export import export_run
 from apl.loop.checks import check_new_run, resume_config
 from apl.loop.cold_start import acquisition_for_round
@@ -30,6 +32,7 @@ from apl.loop.components import (
     torch_generator,
 )
 from apl.loop.compute import ComputeMeter, CountingView, counter
+from apl.loop.distributed import Cluster, launched_rank, start_cluster
 from apl.loop.evaluating import (
     check_baseline,
     evaluate_round,
@@ -80,8 +83,15 @@ def _done(phase: str | None, wanted: str) -> bool:
 class ActiveLoop:
     """One run of active preference learning over an opened run directory."""
 
-    def __init__(self, run_dir: RunDir, components: Components, ledger: Ledger) -> None:
+    def __init__(
+        self,
+        run_dir: RunDir,
+        components: Components,
+        ledger: Ledger,
+        cluster: Cluster | None = None,
+    ) -> None:
         self.run_dir, self.c, self.ledger = run_dir, components, ledger
+        self.cluster = cluster or Cluster(target=components)  # one process by default
         self.config: APLConfig = components.config
         self.timer = PhaseTimer()
         self.offer = PromptOffer(components.train_prompts, f"{self.config.task.name}/train")
@@ -98,9 +108,7 @@ class ActiveLoop:
             return 0
         round = max(trained)
         path = self.run_dir.checkpoint_path(round)
-        state = torch.load(path / TRAINER_STATE, map_location="cpu", weights_only=False)
-        self.c.trainer.load_state_dict(state)
-        self.c.view.is_reference = False
+        self.cluster.call(None, "load_trainer_state", path / TRAINER_STATE)  # every rank reads it
         logger.info("Resumed from the checkpoint after round %d", round)
         return round
 
@@ -151,7 +159,7 @@ class ActiveLoop:
             logger.warning("Round %d: no usable labels yet; the policy is unchanged.", round)
             return {}
         started = time.perf_counter()
-        history = self.c.trainer.train(preferences, newest=newest)
+        history = self.cluster.call("trainer", "train", preferences, newest)  # DDP on every rank
         online = self.config.dpo.mode == "online"
         trained = len(newest) if online else len(preferences) * len(history)
         self.c.view.is_reference = False
@@ -251,7 +259,9 @@ class ActiveLoop:
         config = self.config
         loaded = self.c.loaded
         reconcile_numerics(
-            self.ledger, self.c.reference, numerics_identity(loaded.model, loaded.autocast_dtype)
+            self.ledger,
+            self.cluster.proxy("reference", "logps"),  # recomputed on every rank's cache
+            numerics_identity(loaded.model, loaded.autocast_dtype),
         )
         rounds = self.ledger.rounds()
         trained_to = self._restore()
@@ -287,38 +297,52 @@ class ActiveLoop:
         return RunResult(self.run_dir.path, self.ledger.metrics(), dict(self.timer.totals))
 
 
-def run_active_learning(run_dir: RunDir | APLConfig, cache_dir: Path | None = None) -> RunResult:
-    """Build the stages, then run every round left in `run_dir`.
+def run_active_learning(
+    run_dir: RunDir | APLConfig, cache_dir: Path | None = None
+) -> RunResult | None:
+    """Build the stages, then run every round left in `run_dir`; None on ranks > 0.
 
     Given a config for a new run, the directory is created only once every stage has been
     built, so a bad option never leaves behind a run directory that blocks the fixed rerun.
+    Under `accelerate launch` every rank builds the models; rank 0 runs the loop and the
+    others serve its model work until it stops (`apl.loop.distributed`).
     """
     config = run_dir.config if isinstance(run_dir, RunDir) else run_dir
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError(
-            f"apl run is one process (WORLD_SIZE is {os.environ['WORLD_SIZE']}): under "
-            "`accelerate launch` every rank would sample, pay the judge and write the ledger. "
-            "Start it with plain `apl run`; see docs/DISTRIBUTED.md for multi-device DPO."
-        )
-    components = build_components(config, cache_dir=cache_dir)
+    cluster = start_cluster(config)
+    config = cluster.share(config)  # rank 0's, e.g. with its resume overrides
+    components = build_components(config, cache_dir=cache_dir, shards=cluster.shards)
+    cluster.target = components
     try:
-        check_baseline(components)  # before a new run's directory exists
-        if not isinstance(run_dir, RunDir):
-            run_dir = open_run_dir(config)
-        with (
-            run_dir.exclusive(),
-            run_dir.open_ledger() as ledger,
-            track_spend(components.oracle, run_dir),  # limits hold across processes
-            web_labelling(run_dir, components.oracle),
-        ):
-            return ActiveLoop(run_dir, components, ledger).run()
+        if not cluster.is_main:
+            cluster.serve()
+            return None
+        if cluster.world > 1:
+            components.view.remote = cluster.remote("view")
+        try:
+            check_baseline(components)  # before a new run's directory exists
+            if not isinstance(run_dir, RunDir):
+                run_dir = open_run_dir(config)
+            with (
+                run_dir.exclusive(),
+                run_dir.open_ledger() as ledger,
+                track_spend(components.oracle, run_dir),  # limits hold across processes
+                web_labelling(run_dir, components.oracle),
+            ):
+                result = ActiveLoop(run_dir, components, ledger, cluster).run()
+        except BaseException as err:
+            cluster.stop(err)
+            raise
+        cluster.stop()
+        return result
     finally:
         components.close()
 
 
-def run(config: APLConfig, cache_dir: Path | None = None) -> RunResult:
+def run(config: APLConfig, cache_dir: Path | None = None) -> RunResult | None:
     """`apl run`: a new run in `config.output_dir`, or the rest of one with this same config."""
     check_new_run(config)  # every input error before anything is read from or written to disk
+    if launched_rank() > 0:  # rank 0 opens (and creates) the run directory; the others never
+        return run_active_learning(config, cache_dir=cache_dir)
     if (Path(config.output_dir) / CONFIG_FILE).exists():
         return run_active_learning(open_run_dir(config), cache_dir=cache_dir)  # checks it first
     return run_active_learning(config, cache_dir=cache_dir)
@@ -326,10 +350,10 @@ def run(config: APLConfig, cache_dir: Path | None = None) -> RunResult:
 
 def resume_run(
     path: str | Path, overrides: list[str], allowed: tuple[str, ...], cache_dir: Path | None = None
-) -> RunResult:
+) -> RunResult | None:
     """`apl resume`: reopen a run dir with its stored config (only spending limits may change)."""
     run_dir, config = resume_config(path, overrides, allowed)
-    if overrides:
+    if overrides and launched_rank() == 0:
         run_dir.config = config
         write_text_atomic(run_dir.path / CONFIG_FILE, dump_config(run_dir.config))
         logger.info("Resume overrides applied: %s", ", ".join(overrides))

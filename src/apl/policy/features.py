@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from apl.policy.batching import autocast_context, left_pad, length_sorted_batches, model_device
+from apl.policy.sharding import LOCAL
 
 _Key = tuple[tuple[int, ...], tuple[int, ...]]
 
@@ -40,6 +41,7 @@ class FeatureExtractor:
         self.batch_size = batch_size
         self.sequences = 0  # rows run through the model; cache hits never add to it
         self._cache: dict[_Key, np.ndarray] = {}
+        self.shards = LOCAL  # the ranks batches are spread over (set when distributed)
 
     def _context(self) -> contextlib.AbstractContextManager:
         return self.model.disable_adapter() if self.lora else contextlib.nullcontext()
@@ -59,30 +61,36 @@ class FeatureExtractor:
 
     @torch.no_grad()
     def _run(self, keys: list[_Key]) -> None:
+        batches = length_sorted_batches([len(p) + len(c) for p, c in keys], self.batch_size)
+
+        def run(batch: list[int]) -> list[np.ndarray]:
+            rows = [list(keys[i][0]) + list(keys[i][1]) for i in batch]
+            ids, mask, positions = left_pad(rows, self.pad_token_id, device)
+            with autocast_context(device, self.autocast_dtype):
+                out = self.model(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    output_hidden_states=True,
+                )
+            hidden = out.hidden_states[-1].float()
+            width = ids.shape[1]
+            vectors = []
+            for row, i in enumerate(batch):
+                prompt, completion = keys[i]
+                span = len(completion) or len(prompt)  # the last `span` tokens
+                vec = hidden[row, width - span :].mean(dim=0)
+                vectors.append(vec.cpu().numpy().astype(np.float64))
+            return vectors
+
         was_training = self.model.training
         self.model.eval()
         device = model_device(self.model)
         try:
             with self._context():
-                for batch in length_sorted_batches(
-                    [len(p) + len(c) for p, c in keys], self.batch_size
-                ):
-                    rows = [list(keys[i][0]) + list(keys[i][1]) for i in batch]
-                    ids, mask, positions = left_pad(rows, self.pad_token_id, device)
-                    with autocast_context(device, self.autocast_dtype):
-                        out = self.model(
-                            input_ids=ids,
-                            attention_mask=mask,
-                            position_ids=positions,
-                            output_hidden_states=True,
-                        )
-                    hidden = out.hidden_states[-1].float()
-                    width = ids.shape[1]
-                    for row, i in enumerate(batch):
-                        prompt, completion = keys[i]
-                        span = len(completion) or len(prompt)  # the last `span` tokens
-                        vec = hidden[row, width - span :].mean(dim=0)
-                        self._cache[keys[i]] = vec.cpu().numpy().astype(np.float64)
-                    self.sequences += len(batch)
+                done = self.shards.map(run, batches)  # whole batches per rank, all gathered
         finally:
             self.model.train(was_training)
+        for batch, vectors in zip(batches, done, strict=True):
+            self._cache.update((keys[i], v) for i, v in zip(batch, vectors, strict=True))
+            self.sequences += len(batch)  # every rank counts every row: a cost of the run

@@ -24,6 +24,7 @@ import torch
 from apl.errors import ConfigError
 from apl.policy.sampling import encode_prompts
 from apl.policy.scoring import completion_logps
+from apl.policy.sharding import LOCAL
 from apl.types import Preference
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class ReferenceModel:
         self._cache: dict[_Key, float] = {}
         self._chunk_of: dict[_Key, tuple[_Key, ...]] = {}  # the batch each value came from
         self._prompt_ids: dict[str, tuple[int, ...]] = {}
+        self.shards = LOCAL  # the ranks chunks are spread over (the loop sets it when distributed)
 
     @classmethod
     def from_policy(
@@ -111,29 +113,37 @@ class ReferenceModel:
             pad_token_id=self.pad_token_id,
         ).tolist()
 
-    def _run_policy(self, policy: torch.nn.Module, chunk: Sequence[_Key]) -> dict[_Key, float]:
-        """The policy's log-probs on one chunk (adapter on, for LoRA), counted apart."""
-        self.policy_sequences_scored += len(chunk)
-        return dict(zip(chunk, self._run(policy, chunk)))
-
     def _score(self, keys: list[_Key], policy: torch.nn.Module | None = None) -> dict[_Key, float]:
-        """Score uncached `keys` chunk by chunk; with `policy`, return its values on each chunk."""
-        policy_values: dict[_Key, float] = {}
+        """Score uncached `keys` chunk by chunk; with `policy`, return its values on each chunk.
+
+        Chunks are spread over `shards` (each rank runs whole chunks, every rank caches all);
+        the counters count every chunk, on every rank: they describe the run, not the rank.
+        """
+        chunks = [
+            tuple(keys[i : i + self.batch_size]) for i in range(0, len(keys), self.batch_size)
+        ]
+
+        def run(chunk: tuple[_Key, ...]) -> tuple[list[float], list[float] | None]:
+            with self._context():
+                values = self._run(self.model, chunk)
+            # The very same batch through the policy, adapter on (LoRA) or the policy itself.
+            return values, None if policy is None else self._run(policy, chunk)
+
         was_training = self.model.training
         self.model.eval()
         try:
-            for start in range(0, len(keys), self.batch_size):
-                chunk = tuple(keys[start : start + self.batch_size])
-                with self._context():
-                    values = self._run(self.model, chunk)
-                self.forward_passes += 1
-                self.sequences_scored += len(chunk)
-                self._cache.update(zip(chunk, values))
-                self._chunk_of.update((k, chunk) for k in chunk)
-                if policy is not None:  # the very same batch, adapter on (LoRA) or the policy
-                    policy_values.update(self._run_policy(policy, chunk))
+            results = self.shards.map(run, chunks)
         finally:
             self.model.train(was_training)
+        policy_values: dict[_Key, float] = {}
+        for chunk, (values, on_policy) in zip(chunks, results, strict=True):
+            self.forward_passes += 1
+            self.sequences_scored += len(chunk)
+            self._cache.update(zip(chunk, values))
+            self._chunk_of.update((k, chunk) for k in chunk)
+            if on_policy is not None:
+                self.policy_sequences_scored += len(chunk)
+                policy_values.update(zip(chunk, on_policy))
         logger.debug("reference scored %d new sequences (%d cached)", len(keys), len(self._cache))
         return policy_values
 
@@ -156,17 +166,27 @@ class ReferenceModel:
         keys = [(tuple(p), tuple(c)) for p, c in zip(prompt_ids, completion_ids)]
         missing = list(dict.fromkeys(k for k in keys if k not in self._cache))
         values = self._score(missing, policy=policy) if missing else {}
+        replays: list[tuple[_Key, ...]] = []
         seeded: list[_Key] = []
+        covered = set(values)
         for key in dict.fromkeys(keys):
-            if key in values:
+            if key in covered:
                 continue
             chunk = self._chunk_of.get(key)
             if chunk is None:
                 seeded.append(key)
+                covered.add(key)
             else:
-                values.update(self._run_policy(policy, chunk))
-        for start in range(0, len(seeded), self.batch_size):
-            values.update(self._run_policy(policy, seeded[start : start + self.batch_size]))
+                replays.append(chunk)
+                covered.update(chunk)
+        replays += [
+            tuple(seeded[i : i + self.batch_size]) for i in range(0, len(seeded), self.batch_size)
+        ]
+        for chunk, on_policy in zip(
+            replays, self.shards.map(lambda c: self._run(policy, c), replays), strict=True
+        ):
+            self.policy_sequences_scored += len(chunk)
+            values.update(zip(chunk, on_policy))
         return [values[k] for k in keys], [self._cache[k] for k in keys]
 
     def fill(self, preferences: Sequence[Preference]) -> list[Preference]:

@@ -7,6 +7,11 @@ optionally `torch.compile`d; else a DynamicCache). Tokens are drawn by a two-lev
 (block sums, then one block's cumulative sum; one uniform per row): many times faster than
 `torch.multinomial` on CPU, and the same distribution (temperature, top_k=0, top_p=1).
 Prompts are never cut: one too long for the context raises ConfigError.
+
+Randomness is per completion, not per call: prompt i's sample j draws its length and every
+step's uniform from a counter-based hash of (seeds[i], j, step), tabulated once per batch. So a
+completion does not depend on which batch, process or rank samples it, and a list of prompts
+can be split across ranks (`shards`) with the same result as one process (docs/DISTRIBUTED.md).
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from apl.policy.batching import (
     model_device,
 )
 from apl.policy.decoding import MaybeCompiled, mark_dynamic, new_decoder
+from apl.policy.sharding import LOCAL, Shards
 from apl.policy.stopping import cut_at_stop, stop_length
+from apl.policy.streams import completion_streams, draw_lengths, seeds_from, uniform_table
 from apl.types import Completion
 
 logger = logging.getLogger(__name__)
@@ -125,13 +132,14 @@ def _sample_batch(
     temperature: float,
     eos_ids: torch.Tensor,
     pad_token_id: int,
-    generator: torch.Generator | None,
+    uniforms: torch.Tensor,
     compile: bool,
 ) -> tuple[list[list[int]], torch.Tensor]:
     """`num_samples` completions per prompt (rows prompt-major); returns (tokens, token logps).
 
     Each prompt is run through the model once and its cache repeated for its samples; rows
-    that finished leave the batch once fewer than COMPACT_BELOW of them still run.
+    that finished leave the batch once fewer than COMPACT_BELOW of them still run. Row r draws
+    its step-s token with `uniforms[r, s]`.
     """
     device = model_device(model)
     ids, prompt_mask, positions = left_pad(prompts, pad_token_id, device)
@@ -151,8 +159,9 @@ def _sample_batch(
     logps = torch.zeros((batch, steps), dtype=torch.float32, device=device)
     active = torch.arange(batch, device=device)  # rows still in the forward pass
     running = torch.ones(batch, dtype=torch.bool, device=device)  # per active row: not finished
+    columns = uniforms.t().contiguous()  # [steps, rows]: one step's draws are one row
     for step in range(steps):
-        u = _uniforms(len(active), device, generator)
+        u = columns[step].index_select(0, active).unsqueeze(1)
         if compile:
             mark_dynamic(logits, 0), mark_dynamic(u, 0)
         tok, picked = NEXT_TOKENS(logits, u, temperature, compile=compile)
@@ -222,6 +231,8 @@ def sample_completions(
     autocast_dtype: torch.dtype | None = None,
     compile: bool = False,
     stop: Sequence[str] = (),
+    seeds: Sequence[int] | None = None,
+    shards: Shards = LOCAL,
 ) -> list[list[Completion]]:
     """`num_samples` completions per prompt; result[i][j] is prompt i's j-th sample.
 
@@ -233,52 +244,27 @@ def sample_completions(
     (batch_size // num_samples prompts, at least one). Prompts are never cut: a prompt too long
     for the context plus max_new_tokens raises ConfigError. `compile` runs decode steps through
     `torch.compile` (once per process, ~10 s on CPU; worth it for thousands of completions).
+
+    `seeds` (one per prompt, e.g. from `prompt_seeds`) fix each prompt's samples whatever the
+    batch; without them one seed per prompt is drawn from `generator`. `shards` splits the
+    length-sorted batches over the ranks of a process group (every rank must call with the same
+    arguments); each rank gets every completion, identical to one process's.
     """
     _check_args(model, prompt_ids, num_samples, temperature, min_new_tokens, max_new_tokens)
     if batch_size < 1:
         raise ConfigError(f"`generation.batch_size` ({batch_size}) must be >= 1.")
     if not prompt_ids:
         return []
-    gen_device = generator.device if generator is not None else "cpu"
-    lengths = (
-        torch.randint(  # row i * num_samples + j: prompt i's j-th sample
-            min_new_tokens,
-            max_new_tokens + 1,
-            (len(prompt_ids) * num_samples,),
-            generator=generator,
-            device=gen_device,
-        )
-        .cpu()
-        .view(len(prompt_ids), num_samples)
-    )
+    if seeds is None:
+        seeds = seeds_from(generator, len(prompt_ids))
+    if len(seeds) != len(prompt_ids):
+        raise ValueError(f"{len(seeds)} seeds for {len(prompt_ids)} prompts")
+    streams = completion_streams(seeds, num_samples)  # [prompt, sample]
+    lengths = torch.from_numpy(draw_lengths(streams, min_new_tokens, max_new_tokens))
     eos_list = eos_token_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos_list or [0])[0]
     device = model_device(model)
     eos_ids = torch.tensor(eos_list, dtype=torch.long, device=device)
-    prompts_per_batch = max(1, batch_size // num_samples)
-
-    results: list[list[tuple[list[int], torch.Tensor]]] = [[] for _ in prompt_ids]
-    was_training = model.training
-    model.eval()  # dropout off while sampling; restored below
-    try:
-        with autocast_context(device, autocast_dtype):
-            for idx in length_sorted_batches([len(p) for p in prompt_ids], prompts_per_batch):
-                toks, token_logps = _sample_batch(
-                    model,
-                    [prompt_ids[i] for i in idx],
-                    num_samples,
-                    lengths[idx].reshape(-1),
-                    temperature=temperature,
-                    eos_ids=eos_ids,
-                    pad_token_id=pad,
-                    generator=generator,
-                    compile=compile,
-                )
-                for row, t in enumerate(toks):
-                    results[idx[row // num_samples]].append((t, token_logps[row]))
-    finally:
-        model.train(was_training)
-
     eos_set = set(eos_list)
 
     def completion(toks: list[int], token_logps: torch.Tensor) -> Completion:
@@ -290,5 +276,34 @@ def sample_completions(
         text = cut_at_stop(tokenizer.decode(body[:keep], skip_special_tokens=True), stop)
         return Completion(text, tuple(body[:keep]), float(token_logps[:keep].sum()))
 
-    logger.debug("sampling %d x %d completions", len(prompt_ids), num_samples)
-    return [[completion(t, lp) for t, lp in row] for row in results]
+    def run_batch(idx: list[int]) -> list[Completion]:
+        """One batch's completions, rows prompt-major (prompt idx[r // k]'s sample r % k)."""
+        batch_lengths = lengths[idx].reshape(-1)
+        uniforms = uniform_table(streams[idx], int(batch_lengths.max()), device)
+        toks, token_logps = _sample_batch(
+            model,
+            [prompt_ids[i] for i in idx],
+            num_samples,
+            batch_lengths,
+            temperature=temperature,
+            eos_ids=eos_ids,
+            pad_token_id=pad,
+            uniforms=uniforms,
+            compile=compile,
+        )
+        return [completion(t, token_logps[row]) for row, t in enumerate(toks)]
+
+    batches = length_sorted_batches([len(p) for p in prompt_ids], max(1, batch_size // num_samples))
+    results: list[list[Completion]] = [[] for _ in prompt_ids]
+    was_training = model.training
+    model.eval()  # dropout off while sampling; restored below
+    try:
+        with autocast_context(device, autocast_dtype):
+            done = shards.map(run_batch, batches)  # this rank's batches; everyone's gathered
+    finally:
+        model.train(was_training)
+    for idx, completions in zip(batches, done, strict=True):
+        for row, c in enumerate(completions):
+            results[idx[row // num_samples]].append(c)
+    logger.debug("sampled %d x %d completions", len(prompt_ids), num_samples)
+    return results

@@ -8,12 +8,18 @@ reference log-prob once and caches it for training to reuse.
 Feature-space acquisitions (an ensemble preference model, BAL-PM's prompt diversity) also read
 `labelled` (the paid preferences so far, set by the loop before each acquisition) and
 `features` / `prompt_features` (frozen theta_0 hidden states, cached; `apl.policy.features`).
+
+Each public method turns prompts into token ids and per-prompt seeds here, then runs one
+`run_*` method on token ids alone. Under several processes the loop sets `remote`, which has
+every rank run that same `run_*` call (their `shards` split the work): the acquisition logic
+runs once, on the main process, and only the model work is spread.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +27,8 @@ import torch
 from apl.config import GenerationConfig
 from apl.policy.features import FeatureExtractor
 from apl.policy.sampling import encode_prompts, sample_completions
+from apl.policy.sharding import LOCAL, Shards
+from apl.policy.streams import prompt_seeds, seeds_from
 from apl.types import Completion, Preference, Prompt
 
 logger = logging.getLogger(__name__)
@@ -32,7 +40,8 @@ class ModelPolicyView:
     Args:
         reference: the `ReferenceModel` (its `paired_logps` scores policy and reference).
         generation: the run's sampling settings; its temperature is used when none is given.
-        generator: torch RNG for sampling, so a seeded run acquires the same pairs.
+        generator: torch RNG for sampling: each `sample` call draws its stream seed from it, so a
+            seeded run acquires the same pairs.
         is_reference: True while the policy's weights equal the reference's (before the first
             DPO update); the loop sets it to False after training.
     """
@@ -59,6 +68,16 @@ class ModelPolicyView:
         self.labelled: list[Preference] = []  # paid labels so far; the loop sets it each round
         self._prompt_ids: dict[str, tuple[int, ...]] = {}
         self._features: FeatureExtractor | None = None
+        self.shards: Shards = LOCAL  # the ranks model work is spread over
+        # Set by the loop under several processes: remote(name, *args) runs self.name(*args) on
+        # every rank (a collective) and returns this rank's result.
+        self.remote: Callable[..., Any] | None = None
+
+    def _do(self, name: str, *args: Any) -> Any:
+        """Run `self.name(*args)`, on every rank when `remote` is set."""
+        if self.remote is not None:
+            return self.remote(name, *args)
+        return getattr(self, name)(*args)
 
     @property
     def feature_extractor(self) -> FeatureExtractor:
@@ -72,6 +91,7 @@ class ModelPolicyView:
                 autocast_dtype=self.autocast_dtype,
                 batch_size=self.generation.batch_size,
             )
+            self._features.shards = self.shards
         return self._features
 
     @property
@@ -82,11 +102,15 @@ class ModelPolicyView:
     def features(self, prompts: list[Prompt], completions: list[Completion]) -> np.ndarray:
         """[n, hidden]: each completion's mean theta_0 hidden state, its prompt as context."""
         ids = self.prompt_ids(prompts)
-        return self.feature_extractor.features(ids, [c.token_ids for c in completions])
+        return self._do("run_features", ids, [c.token_ids for c in completions])
 
     def prompt_features(self, prompts: list[Prompt]) -> np.ndarray:
         """[n, hidden]: each prompt's mean theta_0 hidden state."""
-        return self.feature_extractor.features(self.prompt_ids(prompts), [()] * len(prompts))
+        return self._do("run_features", self.prompt_ids(prompts), [()] * len(prompts))
+
+    def run_features(self, prompt_ids: list, completion_ids: list) -> np.ndarray:
+        """`features` on token ids (cached; batches spread over `shards`)."""
+        return self.feature_extractor.features(prompt_ids, completion_ids)
 
     def prompt_ids(self, prompts: Sequence[Prompt]) -> list[tuple[int, ...]]:
         """Token ids of each prompt via `encode_prompts`, encoded once per distinct text."""
@@ -97,22 +121,47 @@ class ModelPolicyView:
         return [self._prompt_ids[p.text] for p in prompts]
 
     def sample(
-        self, prompts: list[Prompt], num_samples: int, temperature: float | None = None
+        self,
+        prompts: list[Prompt],
+        num_samples: int,
+        temperature: float | None = None,
+        *,
+        seed: int | None = None,
     ) -> list[list[Completion]]:
-        """`num_samples` completions per prompt at `temperature` (None: the run's), with logp."""
+        """`num_samples` completions per prompt at `temperature` (None: the run's), with logp.
+
+        Prompt p's samples are fixed by (`seed`, p.uid); without `seed`, the call's seed is the
+        next draw from `generator`.
+        """
+        if seed is None:
+            seed = seeds_from(self.generator, 1)[0]
+        gen = self.generation
+        return self._do(
+            "run_sample",
+            [list(ids) for ids in self.prompt_ids(prompts)],
+            prompt_seeds(seed, [p.uid for p in prompts]),
+            num_samples,
+            gen.temperature if temperature is None else temperature,
+        )
+
+    def run_sample(
+        self, prompt_ids: list[list[int]], seeds: list[int], num_samples: int, temperature: float
+    ) -> list[list[Completion]]:
+        """`sample` on token ids and per-prompt seeds (batches spread over `shards`)."""
         gen = self.generation
         return sample_completions(
             self.model,
             self.tokenizer,
-            [list(ids) for ids in self.prompt_ids(prompts)],
+            prompt_ids,
             num_samples=num_samples,
-            temperature=gen.temperature if temperature is None else temperature,
+            temperature=temperature,
             min_new_tokens=gen.min_new_tokens,
             max_new_tokens=gen.max_new_tokens,
             batch_size=gen.batch_size,
-            generator=self.generator,
             autocast_dtype=self.autocast_dtype,
             stop=gen.stop,
+            seeds=seeds,
+            shards=self.shards,
         )
 
     def policy_and_reference_logps(
@@ -121,6 +170,8 @@ class ModelPolicyView:
         """(log p_policy, log p_ref) per aligned row from one computation: same batches, same dtype."""
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
-        return self.reference.paired_logps(
-            self.model, self.prompt_ids(prompts), [c.token_ids for c in completions]
-        )
+        return self._do("run_paired", self.prompt_ids(prompts), [c.token_ids for c in completions])
+
+    def run_paired(self, prompt_ids: list, completion_ids: list) -> tuple[list[float], list[float]]:
+        """`policy_and_reference_logps` on token ids (chunks spread over the reference's shards)."""
+        return self.reference.paired_logps(self.model, prompt_ids, completion_ids)
