@@ -1,0 +1,86 @@
+"""The pieces of the multi-process loop that one process can check: what a rank > 0 builds, the
+one-process Cluster, refused launch settings, and the quiet exit of a rank that rank 0 stopped.
+(The real multi-process runs are in test_distributed_run.py and tests/policy/test_sharding.py.)"""
+
+from __future__ import annotations
+
+import pytest
+import typer
+
+from apl.cli import handle_errors
+from apl.config import config_from_dict
+from apl.errors import ConfigError, RankStopped
+from apl.loop.components import build_components
+from apl.loop.distributed import Cluster, launched_rank, start_cluster
+from apl.policy.sharding import Shards
+
+from .conftest import run_config
+
+
+def test_a_rank_above_0_builds_no_oracle_opens_no_cache_and_writes_nothing(
+    tiny_model_dir, tmp_path
+):
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    config = config_from_dict(run_config(tiny_model_dir, out))
+    components = build_components(config, cache_dir=cache, shards=Shards(rank=1, world=2))
+    try:
+        assert components.oracle is None and components.judgement_cache is None
+        assert components.train_prompts == [] == components.test_prompts  # rank 0 sends ids
+        assert components.view.shards.rank == 1 and components.reference.shards.rank == 1
+    finally:
+        components.close()
+    assert not cache.exists() and not out.exists()
+
+
+class Target:
+    """A stand-in for Components: records the calls `Cluster.call` makes on it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.reference = self
+
+    def logps(self, *args):
+        self.calls.append(("logps", args))
+        return [1.0]
+
+    def prompt_ids(self, texts):
+        return [(1,)] * len(texts)
+
+
+def test_one_process_cluster_calls_locally_and_never_communicates():
+    target = Target()
+    cluster = Cluster(target=target)
+    assert cluster.is_main and cluster.world == 1
+    assert cluster.call("reference", "logps", 1, 2) == [1.0]
+    proxy = cluster.proxy("reference", "logps")
+    assert proxy.logps(3) == [1.0] and proxy.prompt_ids(["a"]) == [(1,)]
+    assert target.calls == [("logps", (1, 2)), ("logps", (3,))]
+    assert cluster.share("x") == "x"
+    cluster.stop(ConfigError("bad"))  # nobody to tell: no collective, no error
+
+
+def test_launch_settings_the_loop_cannot_honour_fail_before_any_group(monkeypatch, tmp_path):
+    config = config_from_dict(run_config(tmp_path, tmp_path / "run"))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert launched_rank() == 1
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(ConfigError, match="--use_fsdp"):
+        start_cluster(config)
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "false")
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(ConfigError, match="--use_deepspeed"):
+        start_cluster(config)
+    monkeypatch.delenv("WORLD_SIZE")
+    assert launched_rank() == 0
+
+
+def test_a_rank_stopped_by_rank_0_exits_with_its_status_and_prints_nothing(capsys):
+    @handle_errors
+    def serve() -> None:
+        raise RankStopped(3)
+
+    with pytest.raises(typer.Exit) as stopped:
+        serve()
+    assert stopped.value.exit_code == 3
+    assert capsys.readouterr().err == ""
