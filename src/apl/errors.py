@@ -39,11 +39,3 @@ class LabelsPendingError(APLError):
 
 class LabelImportError(APLError):
     """A Label Studio / Argilla export cannot be imported; nothing from it was stored."""
-
-
-class RankStopped(APLError):
-    """Rank 0 stopped a multi-process run and printed why; this rank exits with its status, quietly."""
-
-    def __init__(self, exit_code: int) -> None:
-        super().__init__(f"rank 0 stopped the run (exit status {exit_code})")
-        self.exit_code = exit_code

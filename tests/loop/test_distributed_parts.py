@@ -1,15 +1,13 @@
 """The pieces of the multi-process loop that one process can check: what a rank > 0 builds, the
-one-process Cluster, refused launch settings, and the quiet exit of a rank that rank 0 stopped.
+one-process Cluster and refused launch settings.
 (The real multi-process runs are in test_distributed_run.py and tests/policy/test_sharding.py.)"""
 
 from __future__ import annotations
 
 import pytest
-import typer
 
-from apl.cli import handle_errors
 from apl.config import config_from_dict
-from apl.errors import ConfigError, RankStopped
+from apl.errors import ConfigError
 from apl.loop.components import build_components
 from apl.loop.distributed import Cluster, launched_rank, start_cluster
 from apl.policy.sharding import Shards
@@ -73,14 +71,3 @@ def test_launch_settings_the_loop_cannot_honour_fail_before_any_group(monkeypatc
         start_cluster(config)
     monkeypatch.delenv("WORLD_SIZE")
     assert launched_rank() == 0
-
-
-def test_a_rank_stopped_by_rank_0_exits_with_its_status_and_prints_nothing(capsys):
-    @handle_errors
-    def serve() -> None:
-        raise RankStopped(3)
-
-    with pytest.raises(typer.Exit) as stopped:
-        serve()
-    assert stopped.value.exit_code == 3
-    assert capsys.readouterr().err == ""

@@ -239,3 +239,19 @@ def test_a_killed_rank_resumes_on_either_launch_without_buying_a_label_twice(
     assert set(asked) == set(single_asked)
     repeats = collections.Counter(asked) - collections.Counter(set(asked))
     assert sum(repeats.values()) <= 2  # one request in flight per kill, at most
+
+
+def test_rank_0s_error_stops_every_rank_and_is_printed_once(
+    tiny_model_dir, judge, prompt_file, tmp_path
+):
+    judge.requests.clear()
+    cfg = config_for(tiny_model_dir, tmp_path / "run", judge.base_url, prompt_file, 8)
+    cfg["oracle"]["max_calls"] = 2
+    run = Run(["run", "-c", str(write_config(tmp_path / "a.yaml", cfg))], subprocess_env(tmp_path))
+    out, _ = run.proc.communicate(timeout=300)
+    assert run.proc.returncode != 0  # the launch fails with rank 0's status...
+    assert out.count("error: Judge budget: oracle.max_calls (2) reached") == 1
+    assert "exitcode  : 2" in out and "rank      : 1" not in out  # ...rank 1 ended cleanly
+    assert len(judge.requests) == 2
+    with Ledger(tmp_path / "run" / "ledger.sqlite") as ledger:
+        assert len(ledger.verdicts(1)) == 2

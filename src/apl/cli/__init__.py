@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from apl.errors import APLError, RankStopped
+from apl.errors import APLError
 from apl.log import setup_logging
 
 app = typer.Typer(
@@ -33,8 +33,6 @@ def handle_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except RankStopped as err:  # rank 0 printed the reason; one line is enough
-            raise typer.Exit(err.exit_code) from None
         except APLError as err:
             one_line = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
             typer.echo(f"error: {one_line}", err=True)

@@ -10,10 +10,12 @@ in `serve` between calls; what they train on is what rank 0 sends them, so every
 the labelled set rank 0 holds.
 
 Stopping: rank 0 broadcasts `stop` when the run ends, or when it fails between calls (a
-budget stop, people still labelling, a bad run directory): the other ranks then exit with the
-same status, quietly. A failure inside a call, or a killed rank, leaves the collectives broken:
-the surviving ranks fail on their next collective and `torchrun` (under `accelerate launch`)
-stops them all. Nothing is lost: only rank 0 writes, one committed step at a time.
+budget stop, people still labelling, a bad run directory). The other ranks then exit with
+status 0 whatever happened: rank 0 prints the one-line error and its exit status fails the
+launch, and a rank that failed first would make `torchrun` SIGTERM rank 0 while it is still
+printing. A failure inside a call, or a killed rank, leaves the collectives broken: the
+surviving ranks fail on their next collective and `torchrun` (under `accelerate launch`) stops
+them all. Nothing is lost: only rank 0 writes, one committed step at a time.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from datetime import timedelta
 from typing import Any
 
 from apl.config import APLConfig
-from apl.errors import APLError, ConfigError, RankStopped
+from apl.errors import APLError, ConfigError
 from apl.memory import release_free_memory
 from apl.policy.sharding import LOCAL, Shards
 
@@ -107,13 +109,13 @@ class Cluster:
 
     # --- every rank --------------------------------------------------------------------------
     def serve(self) -> None:
-        """Ranks > 0: run rank 0's calls until it stops; RankStopped if it stopped on an error."""
+        """Ranks > 0: run rank 0's calls until it stops (on an error too: rank 0 reports it)."""
         assert not self.is_main
         while True:
             message = self._receive()
             if message[0] == "stop":
                 if message[1]:
-                    raise RankStopped(message[1])
+                    logger.info("Rank 0 stopped the run (exit status %d)", message[1])
                 return
             _, target, method, args = message
             self._run(target, method, args)
