@@ -71,3 +71,55 @@ def test_launch_settings_the_loop_cannot_honour_fail_before_any_group(monkeypatc
         start_cluster(config)
     monkeypatch.delenv("WORLD_SIZE")
     assert launched_rank() == 0
+
+
+class RecordingCluster(Cluster):
+    """Rank 0 of 2 whose broadcasts are recorded instead of sent; the work itself runs here.
+
+    One process stands in for the launch so that the test can read every message rank 0 would
+    broadcast (the real 2-rank runs are in test_distributed_run.py).
+    """
+
+    sent: list = []
+
+    @property
+    def world(self) -> int:
+        return 2
+
+    def _send(self, message):
+        self.sent.append(message)
+        return message
+
+
+def test_rank_0_sends_every_sampling_scoring_and_training_step_to_every_rank(
+    tiny_model_dir, tmp_path, monkeypatch, judge_cache_dir
+):
+    """Entropy's Monte-Carlo samples, the pairs, evaluation, scoring and training are broadcast."""
+    from apl.loop import runner
+
+    monkeypatch.setenv("APL_CACHE_DIR", str(judge_cache_dir))
+    RecordingCluster.sent = []
+    monkeypatch.setattr(runner, "start_cluster", lambda config: RecordingCluster())
+    config = config_from_dict(
+        run_config(
+            tiny_model_dir,
+            tmp_path / "run",
+            acquisition={"name": "entropy", "num_samples": 4},
+            loop={"label_budget": 16, "query_size": 8, "pool_size": 12},
+            dpo={"num_train_epochs": 1, "learning_rate": 1e-3, "per_device_train_batch_size": 8},
+            evaluation={"num_prompts": 6},
+        )
+    )
+    runner.run(config, cache_dir=judge_cache_dir)
+    sent = RecordingCluster.sent
+    assert sent[0] == config and sent[-1] == ("stop", 0)  # rank 0's config first; stop last
+    calls = [m[1:3] for m in sent[1:-1]]
+    assert all(m[0] == "call" for m in sent[1:-1])
+    samples = [
+        (len(m[3][0]), m[3][2], m[3][3]) for m in sent[1:-1] if m[1:3] == ("view", "run_sample")
+    ]  # (prompts, samples per prompt, temperature) of each sampling call
+    assert samples.count((12, 4, 1.0)) == 2  # entropy's Monte-Carlo samples, each round
+    assert samples.count((10, 2, 0.7)) == 2  # pairs for the kept prompts (8 + 25% reserve)
+    assert samples.count((6, 1, 0.25)) == 3  # eval completions: the baseline's, then 2 rounds
+    assert calls.count(("trainer", "train")) == 2
+    assert ("view", "run_paired") in calls  # round 2: entropy annotates the kept pairs

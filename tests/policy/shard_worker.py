@@ -3,7 +3,9 @@
 Under `accelerate launch --multi_gpu --num_processes N` (gloo on CPU) every rank runs the same
 calls with `Shards` of the process group; with plain `python` it is the 1-process peer. Each
 rank saves what it got back, and how many forward passes its own models ran, to
-`<out>/rank<k>.pt`.
+`<out>/rank<k>.pt`. Besides the view's own calls it runs the two callers that sample most:
+entropy's acquisition (4 Monte-Carlo samples per prompt, then a pair for the kept prompts) and
+the loop's evaluation sampling (`apl.loop.evaluating.eval_completions`).
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 
 def main() -> None:
-    """Sample, score (reference and policy), take features; save every result."""
+    """Sample, score (reference and policy), take features, acquire, evaluate; save every result."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--prompts", required=True, help="one prompt text per line")
@@ -26,7 +29,9 @@ def main() -> None:
     import torch.distributed as dist
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from apl.acquisition.entropy import EntropyAcquisition
     from apl.config import GenerationConfig
+    from apl.loop.evaluating import eval_completions
     from apl.policy.reference import ReferenceModel
     from apl.policy.sharding import Shards
     from apl.policy.view import ModelPolicyView
@@ -56,7 +61,10 @@ def main() -> None:
     texts = Path(args.prompts).read_text().splitlines()
     prompts = [Prompt(uid=f"u{i}", text=t) for i, t in enumerate(texts)]
     generation = GenerationConfig(min_new_tokens=3, max_new_tokens=9, batch_size=6)
-    view = ModelPolicyView(model, tokenizer, reference, generation, beta=0.1)
+    # The same generator on every rank, as rank 0's own would be: entropy's calls draw their
+    # stream seeds from it (in the loop only rank 0 draws and sends the seeds).
+    generator = torch.Generator().manual_seed(7)
+    view = ModelPolicyView(model, tokenizer, reference, generation, beta=0.1, generator=generator)
     reference.shards = view.shards = shards
 
     samples = view.sample(prompts, 3, 1.0, seed=11)  # 2 prompts a batch: 8 batches
@@ -65,6 +73,14 @@ def main() -> None:
     policy_lp, ref_lp = view.policy_and_reference_logps([p for p, _ in flat], [c for _, c in flat])
     features = view.features([p for p, _ in flat[:10]], [c for _, c in flat[:10]])
     prompt_features = view.prompt_features(prompts)
+    before = dict(forwards)
+    acquired = EntropyAcquisition(num_samples=4, annotate=False).acquire(
+        prompts, view, 4, np.random.default_rng(0), pool_size=len(prompts)
+    )
+    after_entropy = dict(forwards)
+    evaluation = SimpleNamespace(evaluation=SimpleNamespace(temperature=0.7))
+    evaluated = eval_completions(SimpleNamespace(config=evaluation, view=view), prompts, 5)
+    after_eval = dict(forwards)
     result = {
         "rank": shards.rank,
         "world": shards.world,
@@ -74,7 +90,13 @@ def main() -> None:
         "features": np.concatenate([features, prompt_features]),
         "sequences_scored": reference.sequences_scored,
         "forwards_sampling": after_sampling,
-        "forwards": forwards,
+        "forwards": before,
+        "acquired": [
+            (p.prompt.uid, p.a.token_ids, p.b.token_ids, p.extras["entropy"]) for p in acquired
+        ],
+        "forwards_entropy": after_entropy["policy"] - before["policy"],
+        "evaluated": [(c.token_ids, c.logp) for c in evaluated],
+        "forwards_eval": after_eval["policy"] - after_entropy["policy"],
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

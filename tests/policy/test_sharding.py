@@ -1,7 +1,8 @@
 """Model work split over real ranks: 2 `accelerate launch` processes on gloo against 1 process.
 
 tests/policy/shard_worker.py samples 16 prompts x 3 (8 length-sorted batches), scores the 48
-completions under the policy and the reference (12 chunks) and takes features, once with
+completions under the policy and the reference (12 chunks), takes features, runs entropy's
+acquisition (4 Monte-Carlo samples of each prompt) and the loop's evaluation sampling, once with
 `Shards` over 2 ranks and once alone. Each rank runs whole batches of the 1-process order, so
 the gathered results must be bit-identical to one process's, and each rank must have run only
 part of the forward passes. Plus in-process checks of the per-completion random streams.
@@ -74,6 +75,18 @@ def test_each_rank_ran_only_its_share(results):
         assert all(0 < share < alone for share in shares), (kind, shares, alone)
     sampling = [r["forwards_sampling"]["policy"] for r in ranks]
     assert all(0 < s < single["forwards_sampling"]["policy"] for s in sampling)
+
+
+@pytest.mark.slow
+def test_entropy_samples_and_evaluation_are_split_and_equal_one_process(results):
+    single, ranks = results["single"], results["split"]
+    assert len(single["acquired"]) == 5 and len(single["evaluated"]) == 16  # 4 + 25% reserve
+    for split in ranks:
+        assert split["acquired"] == single["acquired"]  # prompts, pairs and entropies, exactly
+        assert split["evaluated"] == single["evaluated"]
+    for phase in ("forwards_entropy", "forwards_eval"):
+        shares = [r[phase] for r in ranks]
+        assert all(0 < share < single[phase] for share in shares), (phase, shares, single[phase])
 
 
 def test_a_completion_depends_on_its_seed_not_on_its_batch(
