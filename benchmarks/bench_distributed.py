@@ -10,7 +10,9 @@ as the loop runs it on every rank:
               the implicit rewards of certainty), again on a fresh reference.
 Each phase is timed on rank 0 from a barrier to the gathered result, so the 2-rank time
 includes the gather. Both runs must return bit-identical results (checked). Prints the median
-seconds of each phase, the ratio 1 process / 2 ranks, and the load average before and after.
+seconds of each phase, the ratio 1 process / 2 ranks, each rank's CPU seconds in each phase
+against the 1-process run's (the share of the work it did, which the machine's load disturbs far
+less than wall time), and the load average before and after.
 
     python benchmarks/bench_distributed.py [--prompts 256] [--batch-size 64] [--repeats 3]
 """
@@ -64,29 +66,38 @@ def worker(args: argparse.Namespace) -> None:
         reference.shards = view.shards = shards
         return view
 
-    def timed(fn):
+    cpu: dict[str, float] = {}  # this rank's CPU seconds per phase: its share of the work
+
+    def timed(fn, phase: str):
         if dist.is_initialized():
             dist.barrier()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         out = fn()
+        cpu[phase] = time.process_time() - start_cpu
         return out, time.perf_counter() - start
 
     view = fresh_view()
     view.sample(prompts[: args.batch_size // 2], 2, seed=1)  # warm-up: first-call costs
-    samples, t_sample = timed(lambda: view.sample(prompts, 2, seed=0))
+    samples, t_sample = timed(lambda: view.sample(prompts, 2, seed=0), "sample")
     rows = [(p, c) for p, row in zip(prompts, samples, strict=True) for c in row]
     view = fresh_view()
     ref, t_ref = timed(lambda: view.reference.logps(
         view.prompt_ids([p for p, _ in rows]), [c.token_ids for _, c in rows]
-    ))  # fmt: skip
+    ), "reference")  # fmt: skip
     view = fresh_view()
     paired, t_paired = timed(
-        lambda: view.policy_and_reference_logps([p for p, _ in rows], [c for _, c in rows])
+        lambda: view.policy_and_reference_logps([p for p, _ in rows], [c for _, c in rows]),
+        "paired",
     )
+    cpus = [cpu]
+    if dist.is_initialized():
+        cpus = [None] * shards.world
+        dist.all_gather_object(cpus, cpu)
     if shards.rank == 0:
         torch.save(
             {
                 "seconds": dict(zip(PHASES, (t_sample, t_ref, t_paired), strict=True)),
+                "cpu": cpus,
                 "result": ([[c.token_ids for c in row] for row in samples], ref, paired),
             },
             Path(args.out) / f"world{shards.world}.pt",
@@ -135,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"cpus={os.cpu_count()}, load avg (1/5/15 min) before: {load_before}")
     print(f"{args.prompts} prompts x 2 completions, batch {args.batch_size} per device, 1 thread")
     times: dict[int, dict[str, list[float]]] = {1: {}, args.ranks: {}}
+    cpu: dict[int, dict[str, list[list[float]]]] = {1: {}, args.ranks: {}}  # per rank
     for repeat in range(args.repeats):
         results = {}
         for world in (1, args.ranks):
@@ -142,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
             results[world] = saved["result"]
             for phase, secs in saved["seconds"].items():
                 times[world].setdefault(phase, []).append(secs)
+                cpu[world].setdefault(phase, []).append([c[phase] for c in saved["cpu"]])
         same = results[1] == results[args.ranks]
         print(f"repeat {repeat + 1}: results identical on 1 and {args.ranks} ranks: {same}")
     for phase in PHASES:
@@ -151,6 +164,12 @@ def main(argv: list[str] | None = None) -> None:
             f"{phase:9s}: 1 process {one:6.2f} s, {args.ranks} ranks {many:6.2f} s, "
             f"speed-up {one / many:.2f}x"
         )
+    print("CPU seconds of each rank, median (its share of the 1-process CPU seconds):")
+    for phase in PHASES:
+        one = statistics.median(c[0] for c in cpu[1][phase])
+        ranks = [statistics.median(c[r] for c in cpu[args.ranks][phase]) for r in range(args.ranks)]
+        shares = ", ".join(f"rank {r} {s:6.2f} s ({s / one:.0%})" for r, s in enumerate(ranks))
+        print(f"{phase:9s}: 1 process {one:6.2f} s; {shares}")
     print(f"load avg (1/5/15 min) after: {os.getloadavg()}")
     return None
 

@@ -255,3 +255,27 @@ def test_rank_0s_error_stops_every_rank_and_is_printed_once(
     assert len(judge.requests) == 2
     with Ledger(tmp_path / "run" / "ledger.sqlite") as ledger:
         assert len(ledger.verdicts(1)) == 2
+
+
+def test_an_fsdp_launch_is_refused_before_anything_is_written(
+    tiny_model_dir, prompt_file, tmp_path
+):
+    """`accelerate launch --use_fsdp` (as accelerate's FSDP config launches) stops with exit 2.
+
+    Both ranks find it before their process group starts, so each prints the one-line error.
+    """
+    cfg = config_for(tiny_model_dir, tmp_path / "run", "http://127.0.0.1:9", prompt_file, 8)
+    at = LAUNCH.index("--multi_gpu")
+    fsdp = [*LAUNCH[:at], "--use_fsdp", "--fsdp_version", "2", *LAUNCH[at + 1 :]]
+    done = subprocess.run(
+        [*fsdp, "run", "-c", str(write_config(tmp_path / "a.yaml", cfg))],
+        env=subprocess_env(tmp_path / "cache"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode != 0 and "exitcode  : 2" in out
+    assert "error: `accelerate launch --use_fsdp` is not supported by `apl run`" in out
+    assert "src/apl/" not in out  # no traceback of ours (torchrun prints its own summary)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
