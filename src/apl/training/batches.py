@@ -9,6 +9,7 @@ from typing import NamedTuple
 import torch
 
 from apl.errors import ConfigError
+from apl.policy.pair_scoring import collate_shared_prompt
 from apl.policy.scoring import collate_pairs
 
 
@@ -69,16 +70,28 @@ def check_lengths(rows: Sequence[PreferenceRow], max_length: int | None) -> None
 
 
 class PreferenceCollator:
-    """Pads a list of rows into one batch: chosen rows first, then rejected (one forward pass)."""
+    """Pads a list of rows into one batch for one forward pass, plus their reference log-probs.
 
-    def __init__(self, pad_token_id: int) -> None:
+    With `shared_prompt`, one packed row per pair (`apl.policy.pair_scoring`: the prompt is
+    computed once for both completions); otherwise 2N rows, chosen first, then rejected.
+    """
+
+    def __init__(self, pad_token_id: int, shared_prompt: bool = False) -> None:
         self.pad_token_id = pad_token_id
+        self.shared_prompt = shared_prompt
 
     def __call__(self, rows: Sequence[PreferenceRow]) -> dict[str, torch.Tensor]:
-        """Tensors for 2N sequences (ids, masks, position ids) plus ref_chosen / ref_rejected."""
-        prompts = [list(r.prompt_ids) for r in rows]
-        completions = [list(r.chosen_ids) for r in rows] + [list(r.rejected_ids) for r in rows]
-        batch = collate_pairs(prompts + prompts, completions, self.pad_token_id)
+        """The model's inputs plus ref_chosen / ref_rejected [N]."""
+        prompts = [r.prompt_ids for r in rows]
+        chosen, rejected = [r.chosen_ids for r in rows], [r.rejected_ids for r in rows]
+        if self.shared_prompt:
+            batch = collate_shared_prompt(prompts, chosen, rejected, self.pad_token_id)
+        else:
+            batch = collate_pairs(
+                [list(p) for p in prompts + prompts],
+                [list(c) for c in chosen + rejected],
+                self.pad_token_id,
+            )
         batch["ref_chosen"] = torch.tensor([r.ref_chosen for r in rows], dtype=torch.float32)
         batch["ref_rejected"] = torch.tensor([r.ref_rejected for r in rows], dtype=torch.float32)
         return batch

@@ -23,6 +23,7 @@ from apl.config import DPOConfig
 from apl.errors import ConfigError
 from apl.memory import release_free_memory
 from apl.policy.batching import context_length, model_device
+from apl.policy.pair_scoring import pair_logps, supports_shared_prompt
 from apl.policy.reference import ReferenceModel
 from apl.policy.scoring import sequence_logps
 from apl.training.batches import PreferenceCollator, PreferenceRow, check_lengths, split_validation
@@ -57,7 +58,12 @@ class DPOTrainer:
         self.reference = reference
         self.seed = seed
         pad = tokenizer.pad_token_id
-        self.collator = PreferenceCollator(pad if pad is not None else tokenizer.eos_token_id)
+        # One packed row per pair where the model's attention takes a custom 4D mask: the
+        # prompt is computed once for both completions (exact; docs/BENCHMARKS.md).
+        self.collator = PreferenceCollator(
+            pad if pad is not None else tokenizer.eos_token_id, supports_shared_prompt(model)
+        )
+        self._additive_mask = getattr(model.config, "_attn_implementation", None) == "eager"
         context = context_length(model)  # positions beyond the model's context cannot be scored
         self.max_length = min(filter(None, (config.max_length, context)), default=None)
         if config.disable_dropout:
@@ -234,6 +240,8 @@ class DPOTrainer:
 
     def _batch_logps(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         with self.accelerator.autocast():
+            if "segments" in batch:  # packed pairs (PreferenceCollator with shared_prompt)
+                return pair_logps(self.model, batch, self._additive_mask)
             logps = sequence_logps(
                 self.model,
                 batch["input_ids"],
