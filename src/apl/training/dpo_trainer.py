@@ -33,6 +33,8 @@ from apl.types import Preference
 
 logger = logging.getLogger(__name__)
 
+CPU_FORWARD_TOKENS = 1024  # DPOConfig.max_forward_tokens on CPU (see there)
+
 
 def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {
@@ -60,15 +62,17 @@ class DPOTrainer:
         pad = tokenizer.pad_token_id
         # One packed row per pair where the model's attention takes a custom 4D mask: the
         # prompt is computed once for both completions (exact; docs/BENCHMARKS.md).
+        device = model_device(model)
+        chunk = config.max_forward_tokens or (CPU_FORWARD_TOKENS if device.type == "cpu" else None)
         self.collator = PreferenceCollator(
-            pad if pad is not None else tokenizer.eos_token_id, supports_shared_prompt(model)
+            pad if pad is not None else tokenizer.eos_token_id, supports_shared_prompt(model), chunk
         )
         self._additive_mask = getattr(model.config, "_attn_implementation", None) == "eager"
         context = context_length(model)  # positions beyond the model's context cannot be scored
         self.max_length = min(filter(None, (config.max_length, context)), default=None)
         if config.disable_dropout:
             disable_dropout(model)
-        self.accelerator = accelerator or make_accelerator(model_device(model), autocast_dtype)
+        self.accelerator = accelerator or make_accelerator(device, autocast_dtype)
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ConfigError(
@@ -238,27 +242,37 @@ class DPOTrainer:
         metrics["epoch"] = 1.0
         return [metrics]
 
-    def _batch_logps(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _chunk_logps(self, chunk: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed log-probs of one chunk's chosen and rejected completions, float32 [n] each."""
         with self.accelerator.autocast():
-            if "segments" in batch:  # packed pairs (PreferenceCollator with shared_prompt)
-                return pair_logps(self.model, batch, self._additive_mask)
+            if "segments" in chunk:  # packed pairs (PreferenceCollator with shared_prompt)
+                return pair_logps(self.model, chunk, self._additive_mask)
             logps = sequence_logps(
                 self.model,
-                batch["input_ids"],
-                batch["attention_mask"],
-                batch["completion_mask"],
-                position_ids=batch["position_ids"],
+                chunk["input_ids"],
+                chunk["attention_mask"],
+                chunk["completion_mask"],
+                position_ids=chunk["position_ids"],
             )
         return logps.float().chunk(2)
 
-    def compute_loss(
-        self, batch: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """Mean DPO loss of a collated batch, and per-pair (loss, rewards, logps) for metrics."""
-        chosen, rejected = self._batch_logps(batch)
+    def _chunk_losses(self, batch: dict, chunk: dict) -> tuple[torch.Tensor, ...]:
+        """(losses, chosen rewards, rejected rewards, chosen logps, rejected logps) of a chunk."""
+        chosen, rejected = self._chunk_logps(chunk)
+        pairs = chunk["pairs"]
         losses, r_chosen, r_rejected = dpo_loss(
-            chosen, rejected, batch["ref_chosen"], batch["ref_rejected"], self.config.beta
+            chosen,
+            rejected,
+            batch["ref_chosen"][pairs],
+            batch["ref_rejected"][pairs],
+            self.config.beta,
         )
+        return losses, r_chosen, r_rejected, chosen, rejected
+
+    def compute_loss(self, batch: dict) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Mean DPO loss of a collated batch, and per-pair (loss, rewards, logps) for metrics."""
+        parts = [self._chunk_losses(batch, chunk) for chunk in batch["chunks"]]
+        losses, r_chosen, r_rejected, chosen, rejected = _in_batch_order(batch, parts)
         return losses.mean(), (
             losses.detach(),
             r_chosen,
@@ -267,6 +281,23 @@ class DPOTrainer:
             rejected.detach(),
         )
 
+    def backward(self, batch: dict, scale: float = 1.0) -> tuple[torch.Tensor, ...]:
+        """Backward of `scale` x the batch's mean DPO loss, one chunk at a time.
+
+        Each chunk adds its pairs' share (sum of their losses / batch size), so the gradient is
+        the mean over the batch's pairs while only one chunk's graph is held at a time; under
+        DDP only the last chunk's backward all-reduces. Returns compute_loss's per-pair tuple.
+        """
+        chunks, size = batch["chunks"], len(batch["ref_chosen"])
+        parts = []
+        for i, chunk in enumerate(chunks):
+            last = i == len(chunks) - 1
+            with contextlib.nullcontext() if last else self.accelerator.no_sync(self.model):
+                losses, *rest = self._chunk_losses(batch, chunk)
+                self.accelerator.backward(losses.sum() * (scale / size))
+            parts.append((losses.detach(), *(t.detach() for t in rest)))
+        return _in_batch_order(batch, parts)
+
     def _epoch(
         self, loader: DataLoader, steps: int, max_steps: int | None
     ) -> tuple[dict[str, float], int]:
@@ -274,8 +305,7 @@ class DPOTrainer:
         parts: list[tuple[torch.Tensor, ...]] = []
         for batch in loader:
             with self.accelerator.accumulate(self.model):
-                loss, per_pair = self.compute_loss(batch)
-                self.accelerator.backward(loss)
+                per_pair = self.backward(batch)
                 if self.accelerator.sync_gradients and self.config.max_grad_norm is not None:
                     self.accelerator.clip_grad_norm_(
                         self.model.parameters(), self.config.max_grad_norm
@@ -303,6 +333,12 @@ class DPOTrainer:
         parts = [self.accelerator.gather_for_metrics(self.compute_loss(b)[1]) for b in loader]
         self.model.train(was_training)
         return _summarise(parts)
+
+
+def _in_batch_order(batch: dict, parts: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    """Per-chunk tuples of per-pair tensors, concatenated and put back in the batch's order."""
+    order = torch.cat([chunk["pairs"] for chunk in batch["chunks"]]).argsort()
+    return tuple(torch.cat(column)[order] for column in zip(*parts))
 
 
 def _summarise(parts: list[tuple[torch.Tensor, ...]]) -> dict[str, float]:
