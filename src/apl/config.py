@@ -73,6 +73,10 @@ class GenerationConfig(StrictModel):
     min_new_tokens: int = Field(16, ge=1)
     max_new_tokens: int = Field(24, ge=1)
     batch_size: int = Field(64, ge=1)
+    # Decode steps through torch.compile. None: on where a run samples past compile's
+    # break-even (~7,000 completions with a warm inductor cache, docs/BENCHMARKS.md) on a CPU
+    # with a C++ compiler; off for shorter runs, tests and other devices unless set to true.
+    compile: bool | None = None
 
     @model_validator(mode="after")
     def _check_range(self) -> GenerationConfig:

@@ -28,6 +28,7 @@ class ModelPolicyView:
         generator: torch RNG for sampling, so a seeded run acquires the same pairs.
         is_reference: True while the policy's weights equal the reference's (before the first
             DPO update); the loop sets it to False after training.
+        compile: decode steps through torch.compile (`sample_completions(compile=...)`).
     """
 
     def __init__(
@@ -40,6 +41,7 @@ class ModelPolicyView:
         generator: torch.Generator | None = None,
         autocast_dtype: torch.dtype | None = None,
         is_reference: bool = True,
+        compile: bool = False,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -49,6 +51,7 @@ class ModelPolicyView:
         self.generator = generator
         self.autocast_dtype = autocast_dtype
         self.is_reference = is_reference
+        self.compile = compile
         self._prompt_ids: dict[str, tuple[int, ...]] = {}
 
     def prompt_ids(self, prompts: Sequence[Prompt]) -> list[tuple[int, ...]]:
@@ -75,6 +78,7 @@ class ModelPolicyView:
             batch_size=gen.batch_size,
             generator=self.generator,
             autocast_dtype=self.autocast_dtype,
+            compile=self.compile,
         )
 
     def reference_logps(self, prompts: list[Prompt], completions: list[Completion]) -> list[float]:
