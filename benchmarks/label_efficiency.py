@@ -1,4 +1,7 @@
-"""The paper's offline IMDB comparison: random, entropy, certainty, hybrid x >= 5 seeds -> docs/RESULTS.md.
+"""The previous offline IMDB comparison: random, entropy, certainty, hybrid x >= 5 seeds.
+
+Superseded by benchmarks/benchmark.py (docs/PROTOCOL.md), which writes docs/RESULTS.md; this
+one now writes RESULTS.md beside its runs (its 2026-11-27 output is docs/results-2026-11-27/).
 
 1. Reads `apl run`'s offline defaults from `apl.config` (nothing about the protocol is
    hard-coded here): query size M, pool size S, budget B, DPO epochs E, eval prompts N.
@@ -169,7 +172,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=None, help="Runs at once (default: cores).")
     parser.add_argument("--model", default=None, help="Policy (default: apl run's default model).")
     parser.add_argument("--root", type=Path, default=REPO / "runs" / "label-efficiency")
-    parser.add_argument("--results", type=Path, default=None, help="Default docs/RESULTS.md.")
+    parser.add_argument("--results", type=Path, default=None, help="Default ROOT/RESULTS.md.")
     parser.add_argument("--plan-only", action="store_true", help="Print the plan; run nothing.")
     parser.add_argument("--smoke", action="store_true", help="Tiny sizes, 2 seeds; not into docs/.")
     parser.add_argument(
@@ -213,7 +216,7 @@ def main() -> None:
             plan = Plan(M, S, T, plan.epochs, plan.eval_prompts, args.seeds, workers, run_s)
             print(f"resuming the plan of the runs in {args.root} (--replan to plan afresh)")
         extra = {"model": {"model_name_or_path": model}}
-        results = args.results or REPO / "docs" / "RESULTS.md"
+        results = args.results or args.root / "RESULTS.md"
     print(
         f"plan: M={plan.query_size} S={plan.pool_size} T={plan.num_rounds} E={plan.epochs} "
         f"N={plan.eval_prompts} x {plan.seeds} seeds, ~{plan.total_s / 60:.0f} min on {workers} workers"

@@ -45,3 +45,46 @@ def tiny_model_and_tokenizer(tiny_model_dir: Path):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     return model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """The tiny GPT-2 as a chat model: ChatML template, `<|im_end|>` ending turns (p ~0.1/step)."""
+    from chat_model import build_chat_model
+
+    return build_chat_model(tiny_model_dir, tmp_path_factory.mktemp("tiny-chat"))
+
+
+@pytest.fixture()
+def tiny_chat_model_and_tokenizer(tiny_chat_model_dir: Path):
+    """Fresh copies of the tiny chat model (eval mode, fp32) and its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat_model_dir, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat_model_dir)
+    return model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def fitted_judge_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An APL_CACHE_DIR holding the offline judge's classifier, fitted once per session."""
+    from apl.oracles.sentiment_model import load_sentiment_model
+
+    directory = tmp_path_factory.mktemp("apl-cache")
+    load_sentiment_model(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_reward_model_dir(
+    tmp_path_factory: pytest.TempPathFactory, fitted_judge_cache: Path
+) -> Path:
+    """A tiny reward model trained on the offline judge's verdicts for 10,000 IMDB train pairs."""
+    from oracles.tiny_reward_model import imdb_pairs, train_reward_model
+
+    from apl.oracles.imdb_judge import ImdbJudge
+
+    requests = imdb_pairs("train", 10_000, seed=0)
+    judge = ImdbJudge(cache_dir=str(fitted_judge_cache))
+    verdicts = [j.verdict for j in judge.judge_batch(requests)]
+    return train_reward_model(tmp_path_factory.mktemp("tiny-reward-model"), requests, verdicts)

@@ -24,6 +24,11 @@ COMMANDS = [
     ["judge"],
     ["judge", "consistency"],
     ["judge", "label"],
+    ["label"],
+    ["label", "serve"],
+    ["label", "add-annotator"],
+    ["label", "export"],
+    ["label", "import"],
 ]
 
 

@@ -161,3 +161,100 @@ def test_export_errors_are_one_line(tmp_path):
     assert "\n" not in str(err.value)
     with pytest.raises(RunStoreError, match="not an apl run directory"):
         export_run(tmp_path / "nowhere")
+
+
+@pytest.fixture()
+def chat_run(tmp_path, tiny_chat_model_and_tokenizer):
+    """A run dir whose ledger holds pairs sampled by the tiny chat model for templated prompts."""
+    import torch
+
+    from apl.data.custom import CustomTask
+    from apl.policy.sampling import encode_prompts, sample_completions
+
+    model, tokenizer = tiny_chat_model_and_tokenizer
+    pool = tmp_path / "chats.jsonl"
+    rows = [{"messages": [{"role": "user", "content": f"Name film {i}."}]} for i in range(8)]
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = CustomTask(str(pool), test_fraction=0.0, system_prompt="Be brief.")
+    prompts = task.load_prompts("train", tokenizer)
+    samples = sample_completions(
+        model,
+        tokenizer,
+        encode_prompts(tokenizer, [p.text for p in prompts]),
+        min_new_tokens=6,
+        max_new_tokens=10,
+        generator=torch.Generator().manual_seed(0),
+    )
+    run = open_run_dir(config_from_dict({"output_dir": str(tmp_path / "run")}))
+    with run.open_ledger() as ledger:
+        pairs = [Pair(p, a, b) for p, (a, b) in zip(prompts, samples, strict=True)]
+        for cand, verdict in zip(ledger.save_candidates(1, pairs), VERDICTS[:2] * 4, strict=True):
+            ledger.record_verdict(cand.id, Judgement(verdict, "why", "AB", judge_id="j"))
+        expected = ledger.labelled()
+    return run, expected
+
+
+def test_chat_prompts_export_in_trls_conversational_format(chat_run):
+    run, expected = chat_run
+    rows = read_jsonl(export_run(run.path).jsonl_path)
+    assert len(rows) == len(expected) == 8
+    for row, item in zip(rows, expected, strict=True):
+        pref = item.preference
+        assert row["prompt"] == [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": pref.prompt.messages[1].content},
+        ]
+        assert row["chosen"] == [{"role": "assistant", "content": pref.chosen.text}]
+        assert row["rejected"] == [{"role": "assistant", "content": pref.rejected.text}]
+
+
+def test_trl_dpo_trainer_trains_on_the_conversational_export_unchanged(
+    chat_run, tiny_chat_model_and_tokenizer, tmp_path
+):
+    """TRL renders the exported conversation with the same template: its prompt ids are the
+    ones apl sampled from, and each reply ends with the end-of-turn token."""
+    from datasets import load_from_disk
+    from trl import DPOConfig, DPOTrainer
+    from trl.data_utils import is_conversational
+
+    run, expected = chat_run
+    model, tokenizer = tiny_chat_model_and_tokenizer
+    dataset = load_from_disk(str(export_run(run.path).dataset_path))
+    assert is_conversational(dataset[0])
+    args = DPOConfig(
+        output_dir=str(tmp_path / "trl"),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        use_cpu=True,
+        dataset_num_proc=None,
+    )
+    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    for row, item in zip(trainer.train_dataset, expected, strict=True):
+        pref = item.preference
+        assert (
+            row["prompt_ids"] == tokenizer(pref.prompt.text, add_special_tokens=False)["input_ids"]
+        )
+        assert tokenizer.decode(row["chosen_ids"]) == f"{pref.chosen.text}<|im_end|>\n"
+        assert tokenizer.decode(row["rejected_ids"]) == f"{pref.rejected.text}<|im_end|>\n"
+    trainer.train()
+    assert trainer.state.global_step == 1
+    assert any("rewards/margins" in log for log in trainer.state.log_history)
+
+
+def test_export_writes_a_dataset_card_from_the_ledger(labelled_run):
+    from cards.helpers import machine_paths
+    from huggingface_hub import DatasetCard
+
+    run, _ = labelled_run
+    result = export_run(run.path)
+    card_path = result.jsonl_path.parent / "README.md"
+    card = DatasetCard.load(card_path)
+    assert card.data.apl["verdicts"] == {"A": 4, "B": 4, "tie": 2, "invalid": 2}
+    assert card.data.apl["labels"] == 8 and card.data.apl["judge_id"] == "j1"
+    assert card.data.apl["base_model"] == "builtin:imdb-gpt2"
+    assert card.data.apl["base_model_fingerprint"].startswith("local:")
+    assert machine_paths(card_path.read_text()) == []
+    assert not (run.path / "final_model").exists()  # no model yet: no model card

@@ -37,10 +37,12 @@ def test_grid_expands_to_named_validated_runs(tmp_path):
             },
             "output_dir": str(tmp_path / "root"),
             "parallel": 3,
+            "budget_usd": 25.5,
+            "max_calls": 1000,
         },
     )
     spec = load_sweep_spec(spec_path)
-    assert spec.parallel == 3
+    assert (spec.parallel, spec.budget_usd, spec.max_calls) == (3, 25.5, 1000)
     assert [r.name for r in spec.runs] == [
         "random-seed0-dpo.beta=0.1",
         "random-seed1-dpo.beta=0.1",
@@ -79,6 +81,8 @@ def test_runs_without_acquisition_in_the_grid_use_the_base_one(tmp_path):
         ),
         ({"base": "missing.yaml", "output_dir": "x"}, r"base config 'missing.yaml' not found"),
         ({"grid": {"seed": [0]}, "output_dir": "x", "parallel": 0}, r"parallel \(0\)"),
+        ({"output_dir": "x", "budget_usd": -1}, r"budget_usd \(-1\): .*greater than or equal"),
+        ({"output_dir": "x", "max_calls": "many"}, r"max_calls \('many'\)"),
         (
             {"grid": {"model.model_name_or_path": ["a/b", "a_b"]}, "output_dir": "x"},
             r"both map to run dir",
@@ -187,7 +191,12 @@ def sweep_spec(path: Path, model_dir: Path, root: Path, **grid) -> Path:
 
 def test_a_failed_run_is_reported_and_the_sweep_exits_non_zero(tmp_path, monkeypatch, cache_dir):
     monkeypatch.setenv("APL_CACHE_DIR", str(cache_dir))
-    spec = sweep_spec(tmp_path / "s.yaml", tmp_path / "no-such-model", tmp_path / "root", seed=[0])
+    # A directory that passes the up-front check (it has a config.json) but fails to load in
+    # the child: a missing directory is refused before any run starts (test_bad_input.py).
+    broken = tmp_path / "no-such-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    spec = sweep_spec(tmp_path / "s.yaml", broken, tmp_path / "root", seed=[0])
     result = CliRunner().invoke(app, ["sweep", str(spec)])
     assert result.exit_code == 1, result.output
     assert "FAILED (exit 2)" in result.output and "1 of 1 runs failed" in result.output
@@ -245,3 +254,21 @@ def test_real_sweep_runs_resumes_skips_and_reports(
         "| certainty | 1 | 8 | 0 (-) | 0 | 0 | 8 |" in text
     )  # round 1 is a cold start: all at 0.5
     assert (tmp_path / "report" / "win_rate.png").stat().st_size > 1000
+
+
+def test_a_sweep_over_chat_options_validates_every_run(tmp_path):
+    """Chat task options and stop strings are ordinary grid keys, checked before any run."""
+    pool = tmp_path / "chats.jsonl"
+    rows = [f'{{"messages": [{{"role": "user", "content": "Hi {i}"}}]}}\n' for i in range(40)]
+    pool.write_text("".join(rows))  # enough rows for both splits
+    base = {"task": {"name": "custom", "path": str(pool), "chat_template": True}}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    grid = {"task.system_prompt": ["Be brief.", "Be kind."], "generation.stop": [["\nUser:"]]}
+    spec_dict = {"base": "base.yaml", "grid": grid, "output_dir": str(tmp_path / "root")}
+    spec = load_sweep_spec(write_spec(tmp_path / "sweep.yaml", spec_dict))
+    assert [r.config.task.kwargs["system_prompt"] for r in spec.runs] == ["Be brief.", "Be kind."]
+    assert all(r.config.generation.stop == ["\nUser:"] for r in spec.runs)
+    assert [p.state for p in plan_sweep(spec)] == ["new", "new"]  # task options validated
+    bad = build_sweep(base, {"task.chat_templates": [True]}, tmp_path / "bad", source="s.yaml")
+    with pytest.raises(ConfigError, match="chat_templates"):
+        plan_sweep(bad)

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from apl.errors import ConfigError
 
@@ -77,6 +84,9 @@ class GenerationConfig(StrictModel):
     # break-even (~7,000 completions with a warm inductor cache, docs/BENCHMARKS.md) on a CPU
     # with a C++ compiler; off for shorter runs, tests and other devices unless set to true.
     compile: bool | None = None
+    # Strings that end a completion (kept in its tokens, cut from its text), besides the model's
+    # end-of-turn tokens; [] since chat models end their turn with a token of their own.
+    stop: list[str] = []
 
     @model_validator(mode="after")
     def _check_range(self) -> GenerationConfig:
@@ -86,6 +96,13 @@ class GenerationConfig(StrictModel):
                 f"({self.max_new_tokens}); lower min_new_tokens."
             )
         return self
+
+    @field_validator("stop")
+    @classmethod
+    def _check_stop(cls, stop: list[str]) -> list[str]:
+        if any(not s for s in stop):
+            raise ValueError("it holds an empty string; remove it.")
+        return stop
 
 
 class AcquisitionConfig(ComponentConfig):
@@ -163,10 +180,36 @@ class EvaluationConfig(StrictModel):
 
     num_prompts: int = Field(256, ge=1)  # paper: 1024; 256 gives a standard error of ~0.025
     temperature: float = Field(0.25, gt=0)
-    # Labelled-set sizes after which to evaluate; None = after every round.
+    # Labelled-set sizes after which to evaluate; None = after every round. Each must be a size a
+    # round ends at (a multiple of loop.query_size up to the budget), checked at load.
     waypoints: list[int] | None = None
-    # `initial`: against the initial model's completions; `reference`: the pool's references.
+    # `initial`: against the initial model's completions; `reference`: the pool's references
+    # (every eval prompt must have one, checked before the run starts).
     baseline: Literal["auto", "initial", "reference"] = "auto"
+
+
+class TrackingConfig(StrictModel):
+    """Experiment trackers that receive every round's ledger metrics; see docs/TRACKING.md.
+
+    A section of its own, not a `dpo:` option as in TRL: trackers get every stage's metrics
+    (labels, judge, evaluation, spend, timings), not just training's.
+    """
+
+    # TRL's / transformers' name and values: a name, a list, `all` (every installed tracker)
+    # or `none`. Default `none`: a run sends nothing anywhere and needs no extra package.
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio", "all"]] = []
+    project: str = "apl"  # W&B / trackio project, MLflow experiment
+    run_name: str | None = None  # None: the run directory's name
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        names = [value] if isinstance(value, str) else value
+        if isinstance(names, list) and "none" in names:
+            if len(names) > 1:
+                raise ValueError("'none' cannot be combined with trackers; drop one of them.")
+            return []
+        return names
 
 
 class APLConfig(StrictModel):
@@ -180,10 +223,31 @@ class APLConfig(StrictModel):
     loop: LoopConfig = LoopConfig()
     dpo: DPOConfig = DPOConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    tracking: TrackingConfig = TrackingConfig()
     # `{task}`, `{acquisition}`, `{oracle}` and `{seed}` are filled in, so runs differing in
     # those land in different directories by default.
     output_dir: str = "runs/{task}-{acquisition}-seed{seed}"
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_waypoints(self) -> APLConfig:
+        # A waypoint no round reaches would silently never be evaluated: refuse it up front.
+        waypoints = self.evaluation.waypoints
+        if waypoints:
+            M, rounds = self.loop.query_size, self.loop.num_rounds
+            reachable = [r * M for r in range(1, rounds + 1)]
+            missed = sorted({w for w in waypoints if w not in reachable})
+            if missed:
+                sizes = ", ".join(map(str, reachable))
+                if rounds > 6:
+                    sizes = f"{M}, {2 * M}, {3 * M}, ..., {rounds * M}"
+                raise ValueError(
+                    f"evaluation.waypoints ({waypoints}): {', '.join(map(str, missed))} "
+                    f"{'is' if len(missed) == 1 else 'are'} never reached; rounds end at {sizes} "
+                    f"labels (multiples of loop.query_size {M} up to loop.label_budget "
+                    f"{self.loop.label_budget}); use those sizes."
+                )
+        return self
 
     @model_validator(mode="after")
     def _fill_output_dir(self) -> APLConfig:
@@ -231,12 +295,16 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    loc = ".".join(str(p) for p in first["loc"])
     msg = first["msg"].removeprefix("Value error, ")
+    if not loc:  # a whole-config check: its message names the options itself
+        return f"{source}: {msg}"
     if first["type"] == "extra_forbidden":
-        return f"{source}: unknown option {loc!r}; check the spelling (see `apl run --help`)."
+        return f"{source}: unknown option {loc!r}; check the spelling (see `apl config`)."
     value = first.get("input")
     shown = f" ({value!r})" if value is not None and not isinstance(value, dict) else ""
+    if first["type"] != "value_error":  # pydantic's own wording says what, not how to fix
+        msg = f"{msg[:1].lower()}{msg[1:]}; fix the value (`apl config` shows every default)."
     return f"{source}: {loc}{shown}: {msg}"
 
 
@@ -248,21 +316,33 @@ def config_from_dict(data: dict[str, Any], source: str = "config") -> APLConfig:
         raise ConfigError(_format_validation_error(err, source)) from None
 
 
+def read_yaml(path: Path, what: str) -> Any:
+    """Parse a YAML file; an unreadable file or bad YAML is a one-line ConfigError naming `what`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{what} cannot be read ({reason}); pass a readable YAML file.") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{what} is not valid YAML{where}: {problem}; fix the file.") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> APLConfig:
     """Load YAML (or the defaults when `path` is None) and apply command-line overrides."""
     data: dict[str, Any] = {}
-    source = "defaults"
+    source = "command line" if overrides else "defaults"
     if path is not None:
         path = Path(path)
         source = str(path)
         if not path.is_file():
-            raise ConfigError(f"Config file {path} does not exist; pass an existing YAML file.")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise ConfigError(
-                f"Config file {path} is not valid YAML: {err}".splitlines()[0]
-            ) from None
+            problem = "is a directory" if path.is_dir() else "does not exist"
+            raise ConfigError(f"Config file {path} {problem}; pass an existing YAML file.")
+        loaded = read_yaml(path, f"Config file {path}")
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(
                 f"Config file {path} must hold a mapping of sections, not {type(loaded).__name__}."

@@ -29,3 +29,13 @@ class BudgetExceededError(OracleError):
 
 class RunStoreError(APLError):
     """The run directory is unusable: unwritable, full, or made by a different config."""
+
+
+class LabelsPendingError(APLError):
+    """People have not given the labels a round needs yet; the run stops, `apl resume` goes on."""
+
+    exit_code = 3  # not a mistake to fix: waiting, and distinguishable from bad input (2)
+
+
+class LabelImportError(APLError):
+    """A Label Studio / Argilla export cannot be imported; nothing from it was stored."""

@@ -7,13 +7,46 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class Message:
+    """One turn of a conversation, as in TRL's conversational datasets."""
+
+    role: str  # "system", "user" or "assistant"
+    content: str
+
+    def as_dict(self) -> dict[str, str]:
+        """`{"role": ..., "content": ...}`, the form chat templates and TRL take."""
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
 class Prompt:
-    """One prompt from a pool; `uid` is stable across runs for the same task and split."""
+    """One prompt from a pool; `uid` is stable across runs for the same task and split.
+
+    `text` is what the policy is conditioned on: for a conversation (`messages` non-empty) it
+    is the chat-templated text, generation prompt included, and encoding it
+    (`add_special_tokens=False`) gives exactly the template's token ids.
+    """
 
     uid: str
     text: str
     reference: str | None = None  # a reference completion (TLDR's human summary), if any
     label: int | None = None  # task metadata, e.g. IMDB sentiment (1 positive, 0 negative)
+    messages: tuple[Message, ...] = ()  # the conversation `text` renders; () for plain text
+
+    @property
+    def is_chat(self) -> bool:
+        """True for a conversation rendered by a chat template."""
+        return bool(self.messages)
+
+    @property
+    def judge_text(self) -> str:
+        """What a judge reads: each turn labelled with its role for a conversation, else `text`."""
+        return conversation_text(self.messages) if self.messages else self.text
+
+
+def conversation_text(messages: tuple[Message, ...] | list[Message]) -> str:
+    """A conversation as judges read it: `Role: content` per turn, turns apart by a blank line."""
+    return "\n\n".join(f"{m.role.capitalize()}: {m.content}" for m in messages)
 
 
 @dataclass(frozen=True)
@@ -70,6 +103,9 @@ class Judgement:
     from_cache: bool = False
     judge_id: str = ""  # identity of the judge (model, template, temperature, order policy)
     retries: int = 0  # transient failures (429, 5xx, timeouts) retried before this answer
+    # The judge's own P(A preferred), where it has one (the offline judge does; an LLM reply
+    # does not): averaged over eval prompts it gives the lower-variance expected win-rate.
+    probability: float | None = None
 
 
 @dataclass(frozen=True)
@@ -81,3 +117,29 @@ class Preference:
     rejected: Completion
     ref_logp_chosen: float | None = None
     ref_logp_rejected: float | None = None
+
+
+@dataclass(frozen=True)
+class ImportedAnswer:
+    """One person's answer read from a labelling tool's export, about what that tool showed."""
+
+    pair_id: int  # the label queue's pair id, written into the export
+    key_tag: str  # the start of that pair's queue key, also written: catches another run's file
+    annotator: str  # e.g. 'label-studio:7' or 'argilla:<user uuid>'
+    shown_choice: str  # 'left' (first shown), 'right', 'tie' or 'skip'
+    seconds: float | None  # time the tool measured, if any
+    where: str  # e.g. 'task 3, annotation 1': named in error messages
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """A pair for people to judge, as the `web` oracle queues it: request key, texts, shown order."""
+
+    key: str
+    round: int | None
+    purpose: str  # 'label' (a training label) or 'eval' (a win-rate judgement)
+    prompt: str
+    completion_a: str
+    completion_b: str
+    shown_order: str  # 'AB': completion_a is shown first (left); 'BA': swapped
+    needed: int  # answers from distinct annotators before the pair is decided

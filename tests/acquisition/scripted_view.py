@@ -25,15 +25,15 @@ class ScriptedView:
     """PolicyView over a table uid -> {"samples": [...], "a": Scripted, "b": Scripted}.
 
     `sample(num_samples=2, temperature=None)` returns the pair (a, b); any other call returns
-    the entropy samples. Every call is recorded so tests can count generations and reference
-    passes.
+    the entropy samples. `policy_and_reference_logps` returns (logp, ref) of the scripted
+    completions. Every call is recorded so tests can count generations and scoring passes.
     """
 
     table: dict[str, dict]
     beta: float = 1.0
     is_reference: bool = False
     sample_calls: list[tuple[list[str], int, float | None]] = field(default_factory=list)
-    ref_calls: list[int] = field(default_factory=list)  # completions per reference_logps call
+    ref_calls: list[int] = field(default_factory=list)  # completions per scoring call
 
     def _completion(self, uid: str, tag: str, s: Scripted) -> Completion:
         return Completion(text=f"{uid}|{tag}", token_ids=(7,) * s.num_tokens, logp=s.logp)
@@ -54,14 +54,18 @@ class ScriptedView:
                 )
         return out
 
-    def reference_logps(self, prompts: list[Prompt], completions: list[Completion]) -> list[float]:
+    def policy_and_reference_logps(
+        self, prompts: list[Prompt], completions: list[Completion]
+    ) -> tuple[list[float], list[float]]:
         self.ref_calls.append(len(completions))
-        values = []
+        policy, reference = [], []
         for p, c in zip(prompts, completions, strict=True):
             uid, tag = c.text.split("|")
             assert uid == p.uid, "completion scored against another prompt"
-            values.append(self.table[uid][tag].ref)
-        return values
+            scripted = self.table[uid][tag]
+            policy.append(scripted.logp)
+            reference.append(scripted.ref)
+        return policy, reference
 
 
 def prompts(n: int) -> list[Prompt]:

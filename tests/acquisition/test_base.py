@@ -34,7 +34,7 @@ def test_rank_descending_sorts_and_breaks_ties_at_random():
         rank_descending(np.array([1.0, np.nan]), np.random.default_rng(0))
 
 
-def test_implicit_rewards_hand_computed_and_reference_reused():
+def test_implicit_rewards_hand_computed_and_reference_kept():
     # beta 0.5; a: policy -10 ref -11 (2 tokens); b: policy -12 ref -10 (4 tokens)
     table = {"p0": {"a": Scripted(-10.0, 2, -11.0), "b": Scripted(-12.0, 4, -10.0)}}
     view = ScriptedView(table, beta=0.5)
@@ -44,9 +44,9 @@ def test_implicit_rewards_hand_computed_and_reference_reused():
     ra, rb = implicit_rewards([pair], view)
     assert (ra[0], rb[0]) == (0.5, -1.0)
     assert (pair.ref_logp_a, pair.ref_logp_b) == (-11.0, -10.0)
+    assert view.ref_calls == [2]  # one scoring call for both completions
     ra, rb = implicit_rewards([pair], view, length_normalize=True)
     assert (ra[0], rb[0]) == (0.25, -0.25)
-    assert view.ref_calls == [2]  # the second call reused the log-probs stored on the pair
 
 
 @pytest.mark.parametrize("name", ["random", "entropy", "certainty", "hybrid"])
@@ -67,9 +67,9 @@ def test_reserve_and_pool_size_errors(name):
 def test_option_errors_name_option_and_value():
     with pytest.raises(
         ConfigError,
-        match=r"Unknown acquisition 'bald'\. Available: certainty, entropy, hybrid, random\.",
+        match=r"Unknown acquisition 'coreset'\. Available: adpo, bald, balpm, certainty, entropy, hybrid, random\.",
     ):
-        ACQUISITIONS.get("bald")
+        ACQUISITIONS.get("coreset")
     with pytest.raises(ConfigError, match=r"acquisition 'random' has no option 'num_samples'"):
         ACQUISITIONS.build("random", {"num_samples": 8})
     with pytest.raises(

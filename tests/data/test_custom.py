@@ -127,3 +127,34 @@ def test_bad_inputs_name_the_file_and_the_column(tmp_path, jsonl):
 def test_config_kwargs_are_checked_against_the_class():
     with pytest.raises(ConfigError, match="task 'custom' has no option 'prompt_col'"):
         TASKS.build("custom", {"path": "x.jsonl", "prompt_col": "text"})
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("empty.jsonl", ""),
+        ("blank_lines.jsonl", "\n\n"),
+        ("empty.csv", ""),
+        ("header_only.csv", "prompt\n"),
+        ("empty.parquet", None),
+    ],
+)
+def test_an_empty_file_is_called_empty(tmp_path, name, content):
+    path = tmp_path / name
+    if content is None:
+        pd.DataFrame({"prompt": pd.Series([], dtype=str)}).to_parquet(path)
+    else:
+        path.write_text(content)
+    with pytest.raises(DataError, match=rf"task.path: {path} is empty \(no rows\)"):
+        CustomTask(str(path)).check()
+
+
+def test_check_loads_both_splits_once_per_file_version(tmp_path, jsonl):
+    task = CustomTask(str(jsonl), test_fraction=0.0)
+    with pytest.raises(DataError, match=r"no prompts in split 'test'"):
+        task.check()  # the test split is empty: found before any model would load
+    good = CustomTask(str(jsonl))
+    good.check()
+    jsonl.write_text("")  # a new version of the file is checked again
+    with pytest.raises(DataError, match="is empty"):
+        good.check()

@@ -27,9 +27,11 @@ def prompts(tiny_tokenizer):
     return {split: task.load_prompts(split, tiny_tokenizer, seed=0) for split in ("train", "test")}
 
 
-def test_reviews_are_imdb_only_and_cleaned(reviews):
-    assert len(reviews) == 25_000  # the Rotten Tomatoes rows are gone
-    assert collections.Counter(r.label for r in reviews.values()) == {0: 12_500, 1: 12_500}
+def test_reviews_are_imdb_only_cleaned_and_each_text_once(reviews):
+    # 25,000 IMDB rows (the Rotten Tomatoes rows are gone), of which 98 repeat a text
+    assert len(reviews) == 24_902
+    assert len({r.text for r in reviews.values()}) == len(reviews)  # a duplicate is one prompt
+    assert collections.Counter(r.label for r in reviews.values()) == {0: 12_431, 1: 12_471}
     assert not any(re.search(r"<br\s*/?>", r.text, re.I) for r in reviews.values())
     assert clean_review("Good.<br /><br />Really  good. ") == "Good. Really good."
 
@@ -37,8 +39,8 @@ def test_reviews_are_imdb_only_and_cleaned(reviews):
 def test_split_is_a_deterministic_function_of_the_text(reviews):
     train = {r.uid for r in load_imdb_reviews("train")}
     test = {r.uid for r in load_imdb_reviews("test")}
-    assert not train & test and len(train | test) == 25_000
-    assert 0.08 < len(test) / 25_000 < 0.12
+    assert not train & test and len(train | test) == len(reviews)
+    assert 0.08 < len(test) / len(reviews) < 0.12
     for review in list(reviews.values())[:500]:
         assert review_split(review.text) == ("test" if review.uid in test else "train")
 
@@ -47,7 +49,7 @@ def test_prompts_cover_exactly_the_reviews_over_200_characters(prompts, reviews)
     train, test = ({p.uid for p in prompts[s]} for s in ("train", "test"))
     assert not train & test
     kept = {uid for uid, r in reviews.items() if len(r.text) > 200}
-    assert train | test == kept and len(kept) < 25_000
+    assert train | test == kept and len(kept) < len(reviews)
     assert len(train) + len(test) == len(prompts["train"]) + len(prompts["test"])  # uids unique
 
 

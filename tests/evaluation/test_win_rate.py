@@ -62,7 +62,37 @@ def test_metrics_use_the_keys_status_reads():
         "ties",
         "losses",
         "invalid",
+        "expected",
+        "expected_stderr",
     }
+    assert "eval/expected_win_rate" not in metrics  # no judge probabilities: no expected rate
+
+
+def test_expected_win_rate_is_the_mean_judge_probability_over_valid_verdicts():
+    from apl.evaluation.win_rate import evaluate
+    from apl.types import Judgement
+
+    answers = {
+        "a": Judgement(Verdict.A, probability=0.9),
+        "b": Judgement(Verdict.B, probability=0.2),
+        "c": Judgement(Verdict.INVALID),  # excluded, like from the binary rate
+        "d": Judgement(Verdict.TIE, probability=0.5),
+    }
+    prompts = [Prompt(uid, uid) for uid in answers]
+    result = evaluate(
+        prompts, ["x"] * 4, ["y"] * 4, lambda reqs: [answers[r[0]] for r in reqs]
+    ).result
+    assert result.win_rate == pytest.approx(1.5 / 3)
+    assert result.expected == pytest.approx(1.6 / 3)
+    sd = math.sqrt(sum((p - 1.6 / 3) ** 2 for p in (0.9, 0.2, 0.5)) / 2)
+    assert result.expected_stderr == pytest.approx(sd / math.sqrt(3))
+    metrics = result.as_metrics()
+    assert metrics["eval/expected_win_rate"] == pytest.approx(1.6 / 3)
+    partial = dict(answers, d=Judgement(Verdict.TIE))  # one valid verdict without a probability
+    result = evaluate(
+        prompts, ["x"] * 4, ["y"] * 4, lambda reqs: [partial[r[0]] for r in reqs]
+    ).result
+    assert result.expected is None and "eval/expected_win_rate" not in result.as_metrics()
 
 
 # --- the fixed per-seed eval subset -------------------------------------------------------

@@ -79,6 +79,6 @@ def subprocess_env(cache_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def judge_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def judge_cache_dir(fitted_judge_cache: Path) -> Path:
     """One APL_CACHE_DIR per test session, so the offline judge is fitted once."""
-    return tmp_path_factory.mktemp("apl-cache")
+    return fitted_judge_cache

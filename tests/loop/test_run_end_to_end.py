@@ -83,8 +83,8 @@ def test_resume_refuses_to_change_what_is_computed(finished_run):
     ("overrides", "message"),
     [
         (
-            ["acquisition.name=bald"],
-            "Unknown acquisition 'bald'. Available: certainty, entropy, hybrid, random.",
+            ["acquisition.name=coreset"],
+            "Unknown acquisition 'coreset'. Available: adpo, bald, balpm, certainty, entropy, hybrid, random.",
         ),
         (["oracle.name=gpt"], "Unknown oracle 'gpt'."),
         (["task.name=squad"], "Unknown task 'squad'."),
@@ -107,7 +107,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, overrides, message, monkeypa
 
 def test_bad_input_from_a_real_process(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "apl", "run", "acquisition.name=bald", f"output_dir={tmp_path}/r"],
+        [
+            sys.executable,
+            "-m",
+            "apl",
+            "run",
+            "acquisition.name=coreset",
+            f"output_dir={tmp_path}/r",
+        ],
         capture_output=True,
         text=True,
         env=subprocess_env(tmp_path / "cache"),
@@ -115,7 +122,7 @@ def test_bad_input_from_a_real_process(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "error: Unknown acquisition 'bald'. Available: certainty, entropy, hybrid, random."
+        "error: Unknown acquisition 'coreset'. Available: adpo, bald, balpm, certainty, entropy, hybrid, random."
     ]
 
 

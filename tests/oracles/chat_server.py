@@ -2,7 +2,8 @@
 
 It stands in for OpenAI, vLLM or Ollama: the judge under test talks to it through the official
 `openai` client over a real socket. Each request pops the next scripted `Reply`; when the
-script is empty, `default` answers (a function of the request body).
+script is empty, `default` answers (a function of the request body). Like a real API it bills
+every 200 reply it produces (`billed`), whether or not the client is still there to read it.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class ChatServer:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []  # lower-cased names
         self.paths: list[str] = []
+        self.billed: list[tuple[int, int]] = []  # usage of every 200 chat reply produced
+        self.in_flight = 0  # requests received and not yet answered
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -84,6 +87,11 @@ class ChatServer:
         """Requests received so far."""
         with self._lock:
             return len(self.requests)
+
+    def bill_usd(self, price: tuple[float, float]) -> float:
+        """What the server would charge for its replies so far at `price` USD per 1M tokens."""
+        with self._lock:
+            return sum(p * price[0] + c * price[1] for p, c in self.billed) / 1e6
 
     def push(self, *replies: Reply) -> None:
         """Queue replies for the next requests, in order."""
@@ -105,8 +113,15 @@ class ChatServer:
             self.requests.append(request)
             self.headers.append(headers)
             self.paths.append(path)
+            self.in_flight += 1
             scripted = self.script.popleft() if self.script else None
         return scripted or self.default(request)
+
+    def _answered(self, reply: Reply) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            if reply.status == 200 and reply.raw_body is None and reply.usage is not None:
+                self.billed.append(reply.usage)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -128,6 +143,7 @@ class ChatServer:
                 reply = server._next_reply(request, headers, self.path)
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
+                server._answered(reply)  # the work is done (and billed) even if nobody reads it
                 if reply.raw_body is not None:
                     body = reply.raw_body
                 elif reply.status >= 400:

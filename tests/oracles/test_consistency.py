@@ -31,6 +31,14 @@ def test_pairs_from_file_and_from_imdb(tmp_path):
     path.write_text('{"prompt": "P", "a": " x"}\n')
     with pytest.raises(DataError, match=r"line 1: KeyError 'b'"):
         load_pairs(path)
+    chat = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]
+    path.write_text(
+        json.dumps({"prompt": chat + [{"role": "user", "content": "Bye?"}], "a": "x", "b": "y"})
+    )
+    assert load_pairs(path)[0].prompt == "User: Hi?\n\nAssistant: Hello.\n\nUser: Bye?"
+    path.write_text(json.dumps({"prompt": [{"role": "user"}], "a": "x", "b": "y"}))
+    with pytest.raises(DataError, match=r"line 1: KeyError 'content'"):
+        load_pairs(path)
     pairs = imdb_pairs(5, seed=1)
     assert len(pairs) == 5 and all(
         len(r.prompt.split()) == 12 and r.completion_a.startswith(" ") for r in pairs

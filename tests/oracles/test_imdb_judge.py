@@ -47,7 +47,9 @@ def test_judge_prefers_the_positive_review_of_a_held_out_pair(judge):
         positive_is_a.append(a_first)
     verdicts = [j.verdict for j in judge.judge_batch(requests)]
     right = [(v is Verdict.A) == a for v, a in zip(verdicts, positive_is_a, strict=True)]
-    assert sum(right) / len(right) >= 0.8  # 40-word reviews: the paper's completions are short
+    # 40-word reviews: the paper's completions are short. Sentiment alone got 0.80-0.85 here;
+    # the fluency and repetition terms add their own opinion on real text (docs/ORACLES.md).
+    assert sum(right) / len(right) >= 0.77
 
 
 @pytest.mark.parametrize(
@@ -127,3 +129,100 @@ def test_unreadable_cached_model_is_ignored(tmp_path):
     broken = tmp_path / "model.pkl"
     broken.write_bytes(b"not a pickle")
     assert _read(broken) is None and _read(tmp_path / "missing.pkl") is None
+
+
+FLUENT = [
+    (
+        "This movie was",
+        " a wonderful surprise, with a moving story and great acting from the cast.",
+    ),
+    ("I watched it twice", " and loved it more the second time, thanks to the beautiful score."),
+    (
+        "The plot of this film",
+        " is simple, but the actors make it work and the ending is touching.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("prompt", "completion"), FLUENT)
+def test_a_fluent_positive_review_beats_its_own_words_shuffled_or_repeated(
+    judge, prompt, completion
+):
+    words = completion.split()
+    rivals = []
+    for seed in range(3):  # the same words in another order: the same sentiment score
+        shuffled = list(words)
+        random.Random(seed).shuffle(shuffled)
+        rivals.append(" " + " ".join(shuffled))
+    half = " ".join(words[: len(words) // 2])
+    rivals += [f" {half} {half} {half}", " " + " ".join(w for w in words for _ in (0, 1))]
+    for rival in rivals:
+        for request, fluent_side in (
+            (JudgeRequest(prompt, completion, rival), Verdict.A),
+            (JudgeRequest(prompt, rival, completion), Verdict.B),
+        ):
+            (j,) = judge.judge_batch([request])
+            assert j.verdict is fluent_side, (rival, j.rationale)
+            p_fluent = j.probability if fluent_side is Verdict.A else 1 - j.probability
+            assert 0.5 < p_fluent < 1
+
+
+def test_fluency_and_repetition_terms_on_constructed_cases(judge):
+    prompts = ["This movie was"] * 4
+    completions = [
+        " a wonderful surprise, with a moving story and great acting from the cast.",
+        " great wonderful amazing best loved brilliant superb excellent perfect.",  # word salad
+        " a great film and it's great. It's a great film is great and great",  # the issue's
+        " a wonderful surprise, a wonderful surprise, a wonderful surprise.",
+    ]
+    fluency, repetition = judge.fluency.penalties(prompts, completions)
+    assert fluency[0] == 0 and repetition[0] == 0  # real-looking text is not charged
+    assert fluency[1] > 1.5  # SLOR standard deviations below real continuations
+    assert repetition[2] > 3 and repetition[3] > 3
+    stats = judge.fluency.metrics
+    assert stats["calibration_texts"] > 300 and stats["corpus_words"] > 500_000
+
+
+def test_probability_agrees_with_the_verdict_and_is_calibrated_on_held_out_pairs(judge):
+    from apl.oracles.fluency_model import preference_pairs
+
+    pos, neg = preference_pairs()
+    requests = [JudgeRequest("", p, n) for p, n in zip(pos, neg, strict=True)]
+    judgements = judge.judge_batch(requests)
+    for j in judgements:
+        assert (j.probability > 0.5) == (j.verdict is Verdict.A)
+    accuracy = np.mean([j.verdict is Verdict.A for j in judgements])
+    mean_p = np.mean([j.probability for j in judgements])
+    assert accuracy >= 0.78  # held out from the classifier and the LM
+    assert abs(mean_p - accuracy) < 0.1  # tau is the maximum-likelihood fit on these pairs
+    assert 0.05 < judge.preference_temperature < 1.0
+    noisy = ImdbJudge(noise_temperature=0.3, cache_dir=judge.cache_dir)
+    assert noisy.preference_temperature == 0.3  # a noisy judge's probability is its own draw's
+
+
+def test_judge_identity_names_both_models_and_their_library_versions(judge):
+    from importlib.metadata import version
+
+    from apl.oracles.fluency_model import FLUENCY_VERSION
+
+    assert f"sk{version('scikit-learn')}" in judge.judge_id
+    assert f"{FLUENCY_VERSION}-np{np.__version__}" in judge.judge_id
+    assert ImdbJudge(fluency_weight=0.0).judge_id != judge.judge_id
+
+
+@pytest.mark.slow
+def test_both_fits_are_bit_reproducible(sentiment_dir, judge):
+    """A fresh fit equals the session's cached one exactly (seeded saga, counted LM)."""
+    from apl.oracles.fluency_model import fit_fluency_model
+    from apl.oracles.sentiment_model import fit_sentiment_model
+
+    cached = load_sentiment_model(sentiment_dir)
+    fresh = fit_sentiment_model()
+    assert np.array_equal(fresh.classifier.coef_, cached.classifier.coef_)
+    assert fresh.vectorizer.vocabulary_ == cached.vectorizer.vocabulary_
+    lm_cached, lm_fresh = judge.fluency, fit_fluency_model()
+    assert lm_fresh.lm.vocab == lm_cached.lm.vocab
+    for name in ("tri_keys", "tri_counts", "mid_cont", "uni_freq"):
+        assert np.array_equal(getattr(lm_fresh.lm, name), getattr(lm_cached.lm, name))
+    for name in ("slor_mean", "slor_std", "distinct_mean", "distinct_std"):
+        assert np.array_equal(getattr(lm_fresh, name), getattr(lm_cached, name))

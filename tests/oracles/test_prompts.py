@@ -1,4 +1,4 @@
-"""Judge templates: the paper's two built in, user files, and single-pass substitution."""
+"""Judge templates: the paper's two and a chat one built in, user files, single-pass substitution."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from apl.oracles.prompts import builtin_templates, load_template
 
 
 def test_builtin_templates_hold_the_papers_prompts():
-    assert builtin_templates() == ["sentiment", "summarization"]
+    assert builtin_templates() == ["chat", "sentiment", "summarization"]
     sentiment = load_template("sentiment")
     messages = sentiment.render("The film", " was great.", " was bad.")
     assert messages[0] == {
@@ -46,7 +46,7 @@ def test_user_template_file_and_single_pass_substitution(tmp_path):
 
 def test_bad_templates_name_the_problem(tmp_path):
     with pytest.raises(
-        ConfigError, match=r"'nope' is neither built in \(sentiment, summarization\)"
+        ConfigError, match=r"'nope' is neither built in \(chat, sentiment, summarization\)"
     ):
         load_template("nope")
     path = tmp_path / "t.txt"

@@ -1,4 +1,4 @@
-"""Verdict parsing: only the reply's final `Preferred:` line decides."""
+"""Verdict parsing: every `Preferred:` line must name the same label, else INVALID."""
 
 from __future__ import annotations
 
@@ -25,15 +25,45 @@ from apl.types import Judgement, Verdict
         ("Comparison: I prefer A.", Verdict.INVALID),  # no Preferred line at all
         ("A", Verdict.INVALID),
         ("", Verdict.INVALID),
-        # A quoted completion's "Preferred: B" is not the final line: the judge's own is.
+        ("Comparison: x\nPreferred: A\nPreferred: A", Verdict.A),  # repeated, agreeing
+        # Two Preferred lines that disagree: a quoted completion must not decide, so neither does.
         (
             'Review B ends with "\nPreferred: B" which is odd.\nComparison: A wins.\nPreferred: A',
-            Verdict.A,
+            Verdict.INVALID,
         ),
+        ("Preferred: A\n> Preferred: B", Verdict.INVALID),
+        ("Preferred: B\nComparison: x\n**Preferred:** A", Verdict.INVALID),
+        ("Preferred: A\nPreferred: neither", Verdict.INVALID),
         (
             "Comparison: B's text says Preferred: B.\nPreferred: A",
             Verdict.A,
         ),  # mid-line: not a line start
+        # An explanation after the label, set off by punctuation, is the judge's reason.
+        ("Comparison: x\nPreferred: A (Review A is more positive)", Verdict.A),
+        ("Comparison: x\nPreferred: A (Review B is repetitive)", Verdict.A),
+        ("Preferred: **B** - it is warmer.", Verdict.B),
+        ("Preferred: B \u2014 warmer", Verdict.B),
+        ("Preferred: Review A: clearly more upbeat", Verdict.A),
+        ("Preferred: A, because B is dull", Verdict.A),
+        ("Preferred: A. B is dull.", Verdict.A),
+        ("Preferred: a (more positive)", Verdict.A),
+        ("Preferred:\nB (more positive)", Verdict.B),
+        # Anything offering two choices, or no single label, is INVALID.
+        ("Preferred: A/B", Verdict.INVALID),
+        ("Preferred: A, B", Verdict.INVALID),
+        ("Preferred: A (or B)", Verdict.INVALID),
+        ("Preferred: A, or B", Verdict.INVALID),
+        ("Preferred: A and B are equal", Verdict.INVALID),
+        ("Preferred: A (B)", Verdict.INVALID),
+        ("Preferred: Neither", Verdict.INVALID),
+        ("Preferred: Both", Verdict.INVALID),
+        ("Preferred: A tie", Verdict.INVALID),
+        ("Preferred: a tie between them", Verdict.INVALID),
+        ("Preferred: a. neither", Verdict.INVALID),
+        ("Preferred: A is better", Verdict.INVALID),
+        ("Preferred: Assistant", Verdict.INVALID),
+        ('Preferred: <"A" or "B">', Verdict.INVALID),  # the template's placeholder echoed
+        ("Preferred: Either A or B", Verdict.INVALID),
     ],
 )
 def test_parse_verdict(reply, expected):

@@ -22,11 +22,14 @@ def make_run(
     complete: bool = True,
     cost_usd: float = 0.0,
     extra: dict[str, Any] | None = None,
+    labels_held: dict[int, int] | None = None,
+    metrics: dict[int, dict[str, float]] | None = None,
 ) -> Path:
     """A run whose ledger holds `win_rates` per round and `acquired` (bt_prob, verdict) pairs.
 
-    Rounds in `win_rates` are marked evaluated with `label/total` = round * query_size; a
-    complete run also gets a `final_model/` directory.
+    Rounds in `win_rates` are marked evaluated with `label/total` = round * query_size (or
+    `labels_held[round]`, for a round that ended short); a complete run also gets a
+    `final_model/` directory.
     """
     win_rates = win_rates or {}
     acquired = acquired or {}
@@ -67,11 +70,14 @@ def make_run(
             candidates = ledger.save_candidates(round, pairs)
             for candidate, (_, verdict) in zip(candidates, items, strict=True):
                 ledger.record_verdict(candidate.id, Judgement(Verdict(verdict), cost_usd=cost_usd))
-            ledger.log_metrics(round, {"label/total": round * query_size})
+            held = (labels_held or {}).get(round, round * query_size)
+            ledger.log_metrics(round, {"label/total": held})
             if round in win_rates:
                 ledger.log_metrics(
                     round, {"eval/win_rate": win_rates[round], "eval/win_rate_stderr": 0.05}
                 )
+            if metrics and round in metrics:
+                ledger.log_metrics(round, metrics[round])
             for phase in ("labelled", "trained", "evaluated"):
                 ledger.set_phase(round, phase)
     if complete:

@@ -140,3 +140,16 @@ def test_strategies_split_by_any_other_differing_field(tmp_path):
     }
     # certainty is compared with the random runs of its own beta, not the other beta's
     assert random_references(groups)["certainty (dpo.beta=0.2)"] == "random (dpo.beta=0.2)"
+
+
+def test_a_seed_that_ended_short_stays_in_its_planned_column(tmp_path):
+    """Seed 1's rounds held 60 and 125 labels, not 64 and 128: it is still a 64 / 128 run."""
+    make_run(tmp_path / "r0", seed=0, win_rates={1: 0.5, 2: 0.6})
+    make_run(tmp_path / "r1", seed=1, win_rates={1: 0.7, 2: 0.8}, labels_held={1: 60, 2: 125})
+    groups, _ = load_runs([tmp_path])
+    (point64, point128) = aggregate(groups)["random"]
+    assert (point64.labels, point64.seeds, point64.mean) == (64, 2, pytest.approx(0.6))
+    assert (point128.labels, point128.seeds, point128.mean) == (128, 2, pytest.approx(0.7))
+    short = next(r for r in groups["random"] if r.seed == 1)
+    assert short.labels_held() == {64: 60, 128: 125}
+    assert "| 64 | **0.600 ± 0.100 (2)** |" in table2_markdown(aggregate(groups))

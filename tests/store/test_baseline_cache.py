@@ -41,6 +41,7 @@ def test_a_sweep_over_strategies_shares_one_baseline(tmp_path):
     cache.put(identity(tmp_path, acquisition={"name": "certainty"}), COMPLETIONS)
     same = identity(tmp_path, acquisition={"name": "random"}, dpo={"beta": 0.5}, output_dir="x")
     assert cache.get(same) == COMPLETIONS
+    assert cache.get(identity(tmp_path, generation={"stop": []})) == COMPLETIONS  # the default
 
 
 @pytest.mark.parametrize(
@@ -53,6 +54,7 @@ def test_a_sweep_over_strategies_shares_one_baseline(tmp_path):
         {"model": {"model_name_or_path": "gpt2"}},
         {"model": {"bf16": True}},
         {"task": {"name": "tldr"}},
+        {"generation": {"stop": ["\nUser:"]}},
     ],
 )
 def test_anything_that_changes_the_completions_is_a_miss(tmp_path, change):

@@ -10,7 +10,7 @@ import pytest
 
 from apl.errors import RunStoreError
 from apl.store.ledger import Ledger
-from apl.types import Completion, Judgement, Pair, Prompt, Verdict
+from apl.types import Completion, Judgement, Message, Pair, Prompt, Verdict
 
 from .killed_writer import run_and_kill
 
@@ -269,6 +269,48 @@ def test_newer_schema_is_refused(tmp_path):
         Ledger(path)
 
 
+CHAT_PROMPT = Prompt(
+    uid="custom-chat",
+    text="<|im_start|>user\nHi é<|im_end|>\n<|im_start|>assistant\n",
+    messages=(Message("system", "Be brief."), Message("user", "Hi é")),
+)
+
+
+def test_conversational_prompts_round_trip_in_candidates_and_eval_prompts(tmp_path):
+    pairs = make_pairs(2, "c")
+    pairs[0].prompt = CHAT_PROMPT
+    with Ledger(tmp_path / "ledger.sqlite") as led:
+        led.save_candidates(1, pairs)
+        led.save_eval_prompts([CHAT_PROMPT, pairs[1].prompt])
+    with Ledger(tmp_path / "ledger.sqlite") as led:
+        stored = [c.pair.prompt for c in led.candidates(1)]
+        assert stored == [CHAT_PROMPT, pairs[1].prompt] and not stored[1].messages
+        assert led.eval_prompts() == [CHAT_PROMPT, pairs[1].prompt]
+
+
+def test_a_version_1_ledger_gains_the_message_columns_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    with Ledger(path) as led:
+        led.save_candidates(1, make_pairs(3, "old"))
+        led.save_eval_prompts([p.prompt for p in make_pairs(2, "ev")])
+        before = (led.candidates(1), led.eval_prompts())
+    with sqlite3.connect(path) as conn:  # as apl wrote ledgers before conversational prompts
+        conn.execute("ALTER TABLE candidates DROP COLUMN prompt_messages")
+        conn.execute("ALTER TABLE eval_prompts DROP COLUMN messages")
+        conn.execute("DROP TABLE oracle_calls")  # nor the spend journal (schema 2)
+        conn.execute("DROP TABLE oracle_calls_totals")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with Ledger(path) as led:
+        assert (led.candidates(1), led.eval_prompts()) == before
+        new = make_pairs(1, "new")
+        new[0].prompt = CHAT_PROMPT
+        assert led.save_candidates(2, new)[0].pair.prompt == CHAT_PROMPT
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            "3",
+        )
+
+
 def test_foreign_file_is_a_one_line_error(tmp_path):
     path = tmp_path / "ledger.sqlite"
     path.write_bytes(b"this is not sqlite at all" * 100)
@@ -303,7 +345,7 @@ def test_disk_full_mid_run_keeps_every_committed_verdict(tmp_path):
 _WRITER = r"""
 import random, sys
 from apl.store.ledger import Ledger
-from apl.types import Completion, Judgement, Pair, Prompt, Verdict
+from apl.types import Completion, Judgement, Message, Pair, Prompt, Verdict
 
 path, seed, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rng = random.Random(seed)

@@ -6,8 +6,10 @@ ties broken at random, and keep `query_size` plus a reserve. The loop labels the
 `query_size` and refills from the reserve, in order, when the oracle returns INVALID.
 
 How many prompts to offer: the loop asks `acquisition.prompts_needed(pool_size)` and passes that
-many fresh prompts. Most strategies need `pool_size` (S); `hybrid` needs `entropy_multiplier`
-times as many (J x S, paper section 3.1.3) and keeps S of them by entropy itself.
+many fresh prompts, with `pool_size=S`. Most strategies need S; `hybrid` needs
+`entropy_multiplier` times as many (J x S, paper section 3.1.3) and keeps S of them by entropy
+itself. When fewer than J x S unlabelled prompts are left (but at least S), the loop offers all
+of them and `hybrid` still keeps S: its entropy stage then filters by less than J.
 """
 
 from __future__ import annotations
@@ -42,8 +44,14 @@ class PolicyView(Protocol):
         """
         ...
 
-    def reference_logps(self, prompts: list[Prompt], completions: list[Completion]) -> list[float]:
-        """log p_ref(completion | prompt) for aligned lists; cached, never computed twice."""
+    def policy_and_reference_logps(
+        self, prompts: list[Prompt], completions: list[Completion]
+    ) -> tuple[list[float], list[float]]:
+        """(log p_policy, log p_ref) of each aligned (prompt, completion) row.
+
+        Both sides come from the same scoring computation (same batches, same precision), so a
+        policy equal to its reference gives equal values; each reference value is computed once.
+        """
         ...
 
 
@@ -89,36 +97,40 @@ def rank_descending(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return shuffled[np.argsort(-scores[shuffled], kind="stable")]
 
 
+def logp_ratios(pairs: list[Pair], policy: PolicyView) -> tuple[np.ndarray, np.ndarray]:
+    """log p_policy - log p_ref of each pair's a and b, from ONE batched scoring call.
+
+    Not the sampler's `Completion.logp`: both sides come from the view's scoring, so they are
+    the same computation at the same precision (in bf16 the sampler's incremental decoding
+    differs from a full forward by up to ~0.1 nats). The reference log-probs are stored on the
+    pairs (`ref_logp_a`, `ref_logp_b`) so training reuses them.
+    """
+    if not pairs:
+        return np.zeros(0), np.zeros(0)
+    pol, ref = policy.policy_and_reference_logps(
+        [p.prompt for p in pairs for _ in (0, 1)], [c for p in pairs for c in (p.a, p.b)]
+    )
+    assert len(pol) == len(ref) == 2 * len(pairs), "one log-prob per completion and side"
+    for i, pair in enumerate(pairs):
+        pair.ref_logp_a, pair.ref_logp_b = float(ref[2 * i]), float(ref[2 * i + 1])
+    diff = np.asarray(pol, dtype=np.float64) - np.asarray(ref, dtype=np.float64)
+    return diff[0::2], diff[1::2]
+
+
 def implicit_rewards(
     pairs: list[Pair], policy: PolicyView, *, length_normalize: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """DPO's implicit rewards (r_a, r_b) = beta * (log p_policy - log p_ref) for each pair.
 
-    Policy log-probs come from generation; reference log-probs from ONE batched
-    `policy.reference_logps` call for the pairs still missing them, stored on the Pair
-    (`ref_logp_a`, `ref_logp_b`) so training reuses them. With `length_normalize`, each log-prob
-    difference is divided by the completion's token count.
+    With `length_normalize`, each log-prob difference is divided by the completion's token count.
     """
-    todo = [p for p in pairs if p.ref_logp_a is None or p.ref_logp_b is None]
-    if todo:
-        ref = policy.reference_logps(
-            [p.prompt for p in todo for _ in (0, 1)], [c for p in todo for c in (p.a, p.b)]
+    diff_a, diff_b = logp_ratios(pairs, policy)
+    if length_normalize:
+        diff_a, diff_b = (
+            per_token(diff_a, [p.a for p in pairs]),
+            per_token(diff_b, [p.b for p in pairs]),
         )
-        assert len(ref) == 2 * len(todo), "reference_logps must return one value per completion"
-        for i, pair in enumerate(todo):
-            pair.ref_logp_a, pair.ref_logp_b = float(ref[2 * i]), float(ref[2 * i + 1])
-    rewards = []
-    for side in ("a", "b"):
-        comps = [getattr(p, side) for p in pairs]
-        diff = np.array(
-            [
-                policy_logp(c) - getattr(p, f"ref_logp_{side}")
-                for p, c in zip(pairs, comps, strict=True)
-            ],
-            dtype=np.float64,
-        )
-        rewards.append(policy.beta * (per_token(diff, comps) if length_normalize else diff))
-    return rewards[0], rewards[1]
+    return policy.beta * diff_a, policy.beta * diff_b
 
 
 def attach_rewards(pairs: list[Pair], reward_a: np.ndarray, reward_b: np.ndarray) -> None:
@@ -132,8 +144,8 @@ def attach_rewards(pairs: list[Pair], reward_a: np.ndarray, reward_b: np.ndarray
 def annotate_rewards(pairs: list[Pair], policy: PolicyView) -> None:
     """Attach DPO's (unnormalised) implicit rewards and BT probability to `pairs` only.
 
-    At cold start (`policy.is_reference`) every reward is exactly 0 in theory, so no reference
-    pass is made: rewards are 0 and bt_prob is 0.5.
+    At cold start (`policy.is_reference`) every reward is exactly 0, so no scoring pass is
+    made: rewards are 0 and bt_prob is 0.5.
     """
     if policy.is_reference:
         zeros = np.zeros(len(pairs))
@@ -147,6 +159,11 @@ class Acquisition(ABC):
 
     registry_name: str = ""
     pool_multiplier: int = 1  # prompts offered per pair slot; see prompts_needed
+    # True if, while the policy equals its reference (round 1), this rule has no information
+    # and chooses uniformly at random. The loop then draws that round from the random
+    # baseline's own stream, so every such strategy labels the same first pairs as `random`
+    # with the same seed (common random numbers: the comparison loses round-1 noise).
+    cold_start_random: bool = False
 
     def __init__(self, *, reserve: float = 0.25) -> None:
         check_option(
@@ -164,9 +181,19 @@ class Acquisition(ABC):
         return min(num_prompts, query_size + math.ceil(self.reserve * query_size))
 
     def acquire(
-        self, prompts: list[Prompt], policy: PolicyView, query_size: int, rng: np.random.Generator
+        self,
+        prompts: list[Prompt],
+        policy: PolicyView,
+        query_size: int,
+        rng: np.random.Generator,
+        *,
+        pool_size: int | None = None,
     ) -> list[Pair]:
-        """Candidate pairs ranked best first with `score` set; `query_size` plus the reserve."""
+        """Candidate pairs ranked best first with `score` set; `query_size` plus the reserve.
+
+        `pool_size` is S, the prompts the last ranking stage sees (hybrid: how many entropy
+        keeps); None means len(prompts) / pool_multiplier, rounded up.
+        """
         if query_size < 1:
             raise ConfigError(f"query_size ({query_size}) must be >= 1; raise it.")
         if query_size > len(prompts):
@@ -175,7 +202,10 @@ class Acquisition(ABC):
                 "lower query_size or raise pool_size."
             )
         keep = self.num_candidates(query_size, len(prompts))
-        pairs = self.propose(prompts, policy, keep, rng)
+        if pool_size is None:
+            pool_size = math.ceil(len(prompts) / self.pool_multiplier)
+        pool_size = min(max(pool_size, keep), len(prompts))
+        pairs = self.propose(prompts, policy, keep, rng, pool_size=pool_size)
         scores = np.asarray(self.score(pairs, policy, rng), dtype=np.float64)
         assert scores.shape == (len(pairs),), (
             f"score() returned shape {scores.shape} for {len(pairs)} pairs"
@@ -191,9 +221,18 @@ class Acquisition(ABC):
         return chosen
 
     def propose(
-        self, prompts: list[Prompt], policy: PolicyView, keep: int, rng: np.random.Generator
+        self,
+        prompts: list[Prompt],
+        policy: PolicyView,
+        keep: int,
+        rng: np.random.Generator,
+        *,
+        pool_size: int,
     ) -> list[Pair]:
-        """Candidate pairs to score; by default one pair per prompt for every prompt offered."""
+        """Candidate pairs to score; by default one pair per prompt for every prompt offered.
+
+        `keep` pairs will be kept; `pool_size` (keep <= it <= len(prompts)) is S, see `acquire`.
+        """
         return make_pairs(prompts, policy)
 
     def finalize(self, chosen: list[Pair], policy: PolicyView) -> None:

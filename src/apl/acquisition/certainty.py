@@ -13,7 +13,8 @@ from apl.acquisition.base import (
     PolicyView,
     attach_rewards,
     check_option,
-    implicit_rewards,
+    logp_ratios,
+    per_token,
 )
 from apl.types import Pair
 
@@ -24,14 +25,16 @@ logger = logging.getLogger(__name__)
 class CertaintyAcquisition(Acquisition):
     """One pair per prompt; rank by the implicit reward gap |r_a - r_b|.
 
-    Rewards use the policy log-probs returned by generation and the view's cached reference
-    log-probs: no other forward pass. `extras` always holds DPO's unnormalised rewards and
+    Rewards come from one scoring pass of the policy and the reference over the same batches
+    at the same precision (`PolicyView.policy_and_reference_logps`; each reference log-prob is
+    computed once and kept for training). `extras` always holds DPO's unnormalised rewards and
     `bt_prob` = sigmoid(r_a - r_b), whatever `length_normalize` does to the score.
 
-    Cold start: while `policy.is_reference` every reward is exactly 0 in theory and any computed
-    gap is rounding noise between sampler and scorer. With `cold_start="random"` (default) no
-    reference pass is made, every reward and score is 0, and ties are broken uniformly at
-    random with the run's rng. `cold_start="compute"` scores the noise anyway.
+    Cold start: while `policy.is_reference` every reward is 0. With `cold_start="random"`
+    (default) no scoring pass is made, every reward and score is 0, and ties are broken
+    uniformly at random with the run's rng. `cold_start="compute"` runs the passes anyway;
+    the rewards then come out exactly 0 (same computation on both sides), so the ranking is
+    the same rng tie-break at the cost of the passes.
 
     Args:
         direction: "most" keeps the largest gaps (the paper); "least" the smallest.
@@ -60,6 +63,11 @@ class CertaintyAcquisition(Acquisition):
         self.length_normalize = length_normalize
         self.cold_start = cold_start
 
+    @property
+    def cold_start_random(self) -> bool:  # type: ignore[override]
+        """With cold_start="random" round 1 is a uniform draw: the loop shares random's."""
+        return self.cold_start == "random"
+
     def score(self, pairs: list[Pair], policy: PolicyView, rng: np.random.Generator) -> np.ndarray:
         """|r_a - r_b| ("most") or its negative ("least"); zeros at a random cold start."""
         if policy.is_reference and self.cold_start == "random":
@@ -70,9 +78,10 @@ class CertaintyAcquisition(Acquisition):
             zeros = np.zeros(len(pairs))
             attach_rewards(pairs, zeros, zeros)
             return zeros
-        reward_a, reward_b = implicit_rewards(pairs, policy)
-        attach_rewards(pairs, reward_a, reward_b)
-        if self.length_normalize:  # reuses the reference log-probs now stored on each pair
-            reward_a, reward_b = implicit_rewards(pairs, policy, length_normalize=True)
-        gap = np.abs(reward_a - reward_b)
+        diff_a, diff_b = logp_ratios(pairs, policy)  # one scoring pass for both scores
+        attach_rewards(pairs, policy.beta * diff_a, policy.beta * diff_b)
+        if self.length_normalize:
+            diff_a = per_token(diff_a, [p.a for p in pairs])
+            diff_b = per_token(diff_b, [p.b for p in pairs])
+        gap = policy.beta * np.abs(diff_a - diff_b)
         return gap if self.direction == "most" else -gap

@@ -30,6 +30,12 @@ def predictive_entropy(
     `samples[i]` are prompt i's completions and only they enter score i (the authors' code
     averaged a slice holding other prompts' samples). With `length_normalize`, each -log p is
     divided by that completion's token count first.
+
+    The log-probs are the sampler's own (`Completion.logp`), not a scoring pass: entropy is one
+    model's quantity, not a difference of two that should cancel, the sampler's bf16 rounding
+    (~0.03 nats per sequence against a full forward) is averaged over N samples and small next
+    to -log p itself (tens of nats), and a scoring pass would cost N x J x S extra sequences
+    (256,000 per round for the paper's hybrid).
     """
     entropies = np.empty(len(samples), dtype=np.float64)
     for i, own in enumerate(samples):
@@ -103,7 +109,13 @@ class EntropyAcquisition(Acquisition):
         self.annotate = annotate
 
     def propose(
-        self, prompts: list[Prompt], policy: PolicyView, keep: int, rng: np.random.Generator
+        self,
+        prompts: list[Prompt],
+        policy: PolicyView,
+        keep: int,
+        rng: np.random.Generator,
+        *,
+        pool_size: int,
     ) -> list[Pair]:
         """Entropy-rank all prompts, then generate pairs for the top `keep` only."""
         return pairs_by_entropy(

@@ -25,12 +25,20 @@ class RandomAcquisition(Acquisition):
             cold start.
     """
 
+    cold_start_random = True
+
     def __init__(self, reserve: float = 0.25, annotate: bool = True) -> None:
         super().__init__(reserve=reserve)
         self.annotate = annotate
 
     def propose(
-        self, prompts: list[Prompt], policy: PolicyView, keep: int, rng: np.random.Generator
+        self,
+        prompts: list[Prompt],
+        policy: PolicyView,
+        keep: int,
+        rng: np.random.Generator,
+        *,
+        pool_size: int,
     ) -> list[Pair]:
         """Pairs for `keep` prompts drawn without replacement, not for the whole pool."""
         picked = rng.choice(len(prompts), size=keep, replace=False)

@@ -34,7 +34,8 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except APLError as err:
-            typer.echo(f"error: {err}", err=True)
+            one_line = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+            typer.echo(f"error: {one_line}", err=True)
             raise typer.Exit(err.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -48,9 +49,31 @@ def _root(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    sys.exit(app())
+    """Console-script entry point: usage errors (bad option, missing file) are one line, exit 2."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.TyperException as err:  # click's usage errors (typer vendors click)
+        if type(err).__name__ == "NoArgsIsHelpError":  # `apl`, `apl judge`: help, as typer shows it
+            from typer import rich_utils
+
+            rich_utils.rich_format_error(err)  # type: ignore[arg-type]
+            sys.exit(2)
+        typer.echo(f"error: {usage_line(err)}", err=True)
+        sys.exit(2)
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def usage_line(err: typer.TyperException) -> str:
+    """A usage error as one line that points at the command's --help."""
+    message = " ".join(line.strip() for line in err.format_message().splitlines() if line.strip())
+    ctx = getattr(err, "ctx", None)
+    if ctx is not None:
+        message = f"{message.rstrip('.')}; see `{ctx.command_path} --help`."
+    return message
 
 
 # Register the commands (each module adds to `app`); after `app` exists, so no cycle.
-from apl.cli import run, sweep, judge, pretrain  # noqa: E402, F401, I001  (help lists them in this order)
+from apl.cli import run, sweep, judge, label, pretrain  # noqa: E402, F401, I001  (help lists them in this order)

@@ -25,6 +25,22 @@ _OPTION_OPT = typer.Option(
 _CACHE_OPT = typer.Option(help="Label cache (SQLite). Default: $APL_CACHE_DIR/judgements.sqlite.")
 
 
+def check_output_path(path: Path, option: str, directory: bool) -> None:
+    """Raise ConfigError if `path` cannot be written as a file (or a directory) later."""
+    from apl.errors import ConfigError
+
+    kind = "directory" if directory else "file"
+    if path.exists() and path.is_dir() != directory:
+        raise ConfigError(f"{option} {path} exists and is not a {kind}; choose another path.")
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ConfigError(f"{option} {path}: {parent} is a file; choose another path.")
+    if not directory and not path.parent.is_dir():
+        raise ConfigError(
+            f"{option} {path}: directory {path.parent} does not exist; create it first."
+        )
+
+
 def _judge_cache(cache: Path | None, no_cache: bool) -> Any:
     from apl.oracles.base import default_cache_dir
     from apl.store.judgement_cache import JudgementCache
@@ -67,13 +83,16 @@ def judge_consistency(
     from apl.oracles.consistency import (
         consistency_markdown,
         imdb_pairs,
+        judge_settings,
         load_pairs,
         plot_consistency,
         run_consistency,
     )
 
-    requests = load_pairs(pairs) if pairs else imdb_pairs(num_pairs, seed=seed)
     options = apply_overrides({}, option or [])
+    judge_settings(judge or ["imdb_judge"], temperature or [], options)  # fail before any work
+    check_output_path(output_dir, "--output-dir", directory=True)
+    requests = load_pairs(pairs) if pairs else imdb_pairs(num_pairs, seed=seed)
     results = run_consistency(
         judge or ["imdb_judge"],
         temperature or [],
@@ -125,10 +144,11 @@ def judge_label(
     from apl.oracles import ORACLES
     from apl.oracles.consistency import load_pairs
 
+    options = apply_overrides({}, option or [])
+    ORACLES.build(judge, options, cache=None, seed=seed)  # a bad judge or option fails first
+    check_output_path(output, "--output", directory=False)
     requests = load_pairs(pairs)
-    oracle = ORACLES.build(
-        judge, apply_overrides({}, option or []), cache=_judge_cache(cache, no_cache), seed=seed
-    )
+    oracle = ORACLES.build(judge, options, cache=_judge_cache(cache, no_cache), seed=seed)
     judgements = oracle.judge_batch(requests)
     with output.open("w", encoding="utf-8") as handle:
         for judgement in judgements:

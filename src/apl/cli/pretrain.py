@@ -41,8 +41,7 @@ def pretrain(
     ] = None,
 ) -> None:
     """Train the BPE tokenizer and small GPT-2 on IMDB train text (the shipped default model)."""
-    from apl.pretrain.train import make_pretrain_config
-    from apl.pretrain.train import pretrain as run_pretrain
+    from apl.pretrain.config import make_pretrain_config  # checked before torch is imported
 
     config = make_pretrain_config(
         output_dir=output_dir,
@@ -59,6 +58,8 @@ def pretrain(
         bf16=bf16,
         max_train_reviews=max_train_reviews,
     )
+    from apl.pretrain.train import pretrain as run_pretrain
+
     result = run_pretrain(config, command=" ".join(["apl", *sys.argv[1:]]))
     typer.echo(
         f"saved {result.output_dir}: val loss {result.val_loss:.4f} nats/token (saved weights "

@@ -9,7 +9,8 @@ import typer
 
 from apl.cli import app, handle_errors
 
-# Options a resumed run may change: limits on spending and waiting, never what is computed.
+# Options a resumed run may change: limits on spending and waiting, and where metrics are
+# reported, never what is computed.
 RESUME_OVERRIDABLE = (
     "oracle.budget_usd",
     "oracle.max_calls",
@@ -18,6 +19,15 @@ RESUME_OVERRIDABLE = (
     "oracle.max_retries",
     "oracle.backoff_base_s",
     "oracle.backoff_max_s",
+    "oracle.max_retry_after_s",
+    "oracle.serve",  # `web`: where and how the labelling page is served, not what it labels
+    "oracle.host",
+    "oracle.port",
+    "oracle.undo_window_s",
+    "oracle.poll_s",
+    "tracking.report_to",
+    "tracking.project",
+    "tracking.run_name",
 )
 
 
@@ -33,11 +43,12 @@ def _print_result(result: Any) -> None:
 def _load(overrides: list[str] | None, config: Path | None) -> Any:
     """A config from an optional leading YAML argument (or --config) plus overrides."""
     from apl.config import load_config
+    from apl.errors import ConfigError
 
     args = list(overrides or [])
     if args and "=" not in args[0] and args[0].endswith((".yaml", ".yml")):
         if config is not None:
-            raise typer.BadParameter(f"two configs given: {config} and {args[0]}; pass one.")
+            raise ConfigError(f"two configs given: {config} and {args[0]}; pass one.")
         config = Path(args.pop(0))
     return load_config(config, args)
 
@@ -56,7 +67,7 @@ def show_config(
 ) -> None:
     """Print the resolved config (every default spelled out) after checking every option."""
     from apl.config import dump_config
-    from apl.loop.components import validate_config
+    from apl.loop.checks import validate_config
 
     resolved = _load(overrides, config)
     validate_config(resolved)
@@ -70,9 +81,13 @@ def run(
     config: Annotated[Path | None, _CONFIG_OPT] = None,
 ) -> None:
     """Run active preference learning (Algorithm 1); no arguments runs the offline IMDB default."""
+    from apl.loop.checks import check_new_run
+
+    resolved = _load(overrides, config)
+    check_new_run(resolved)  # before torch is even imported: a bad input fails in a second
     from apl.loop.runner import run as run_loop
 
-    _print_result(run_loop(_load(overrides, config)))
+    _print_result(run_loop(resolved))
 
 
 @app.command()
@@ -81,10 +96,15 @@ def resume(
     run_dir: Annotated[Path, typer.Argument(help="The output_dir of an interrupted `apl run`.")],
     overrides: Annotated[
         list[str] | None,
-        typer.Argument(help=f"Only spending limits may change: {', '.join(RESUME_OVERRIDABLE)}."),
+        typer.Argument(
+            help=f"Only limits and trackers may change: {', '.join(RESUME_OVERRIDABLE)}."
+        ),
     ] = None,
 ) -> None:
     """Continue a killed or stopped run; paid verdicts are reused, never bought again."""
+    from apl.loop.checks import resume_config
+
+    resume_config(run_dir, overrides or [], RESUME_OVERRIDABLE)  # fail fast, before torch loads
     from apl.loop.runner import resume_run
 
     _print_result(resume_run(run_dir, overrides or [], RESUME_OVERRIDABLE))
@@ -95,10 +115,13 @@ def resume(
 def status(
     run_dir: Annotated[Path, typer.Argument(help="A run's output_dir.")],
 ) -> None:
-    """Show a run's progress, labels held, spend and latest win-rate."""
+    """Show a run's progress, labels held, spend, latest win-rate (and who labelled, for `web`)."""
     from rich.console import Console
 
+    from apl.reports.annotators import annotators_table
     from apl.reports.summary import rounds_table, status_table
+    from apl.store.label_people import read_agreement
+    from apl.store.label_queue import LabelQueue
     from apl.store.run_dir import load_run_dir
 
     directory = load_run_dir(run_dir)
@@ -106,6 +129,10 @@ def status(
     console.print(status_table(directory.status(), str(run_dir)))
     with directory.open_ledger() as ledger:
         console.print(rounds_table(ledger.metrics()))
+    people = read_agreement(directory.ledger_path)
+    if people is not None:
+        with LabelQueue(directory.ledger_path) as queue:
+            console.print(annotators_table(people, queue.progress()))
 
 
 @app.command()

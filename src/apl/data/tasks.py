@@ -22,16 +22,24 @@ class Task(ABC):
 
     # What evaluation compares against: the initial model's completions, or the pool's references.
     baseline: Literal["initial", "reference"] = "initial"
-    judge_template: str = "sentiment"  # the oracle template: "sentiment" or "summarization"
+    # The oracle template: "sentiment", "summarization", "chat" or a template file.
+    judge_template: str = "sentiment"
 
     @property
     def name(self) -> str:
         """A short name for messages, e.g. `imdb`."""
         return getattr(self, "registry_name", type(self).__name__)
 
+    def judge_template_for(self, tokenizer: Any) -> str:
+        """The oracle template for prompts encoded by `tokenizer` (custom: `chat` when templated)."""
+        return self.judge_template
+
     @abstractmethod
     def load_prompts(self, split: Split, tokenizer: Any, seed: int = 0) -> list[Prompt]:
         """The prompts of `split`, cut for `tokenizer` where cutting applies; uids are stable."""
+
+    def check(self) -> None:  # noqa: B027 - a hook: most tasks have nothing to check early
+        """Raise DataError now if the prompt source is unusable: called before any model loads."""
 
 
 TASKS: Registry[Task] = Registry("task")

@@ -8,11 +8,12 @@ which is kept as the prompt's reference completion (evaluation compares against 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from apl.data.custom import FORMATS, is_blank, read_pool, require_column
+from apl.data.custom import FORMATS, check_splits_once, is_blank, read_pool, require_column
 from apl.data.tasks import TASKS, Split, Task, check_split, hash_split, text_uid
 from apl.errors import ConfigError, DataError
 from apl.types import Prompt
@@ -73,6 +74,22 @@ class TldrTask(Task):
         self.max_post_chars = max_post_chars
         self.excluded_subreddits = {s.lower().removeprefix("r/") for s in excluded_subreddits}
         self.test_fraction = test_fraction
+
+    def check(self) -> None:
+        """A local `path`: load both splits once, so file errors surface before a model loads."""
+        offline = any(
+            os.environ.get(var, "").lower() in ("1", "true", "yes", "on")
+            for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+        )
+        if self.path is None and offline:
+            raise DataError(
+                f"tldr: task.path is not set and the hub is offline, so {self.dataset!r} "
+                f"cannot be downloaded; pass task.path=<local file> with columns prompt and "
+                f"label ({FORMATS})."
+            )
+        if self.path is not None:
+            paths = {self.path.replace("{split}", split) for split in ("train", "test")}
+            check_splits_once(self, *sorted(paths))
 
     def _rows(self, split: Split) -> tuple[pd.DataFrame, str]:
         """The raw rows of `split` and a name for their source."""

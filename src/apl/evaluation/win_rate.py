@@ -2,7 +2,10 @@
 
 The policy's completion is always request side A and the baseline's side B (the oracle
 randomises the order it shows them in). A win scores 1, a tie 0.5, a loss 0; INVALID
-verdicts are excluded from the rate and counted. The judge is passed in, never imported.
+verdicts are excluded from the rate and counted. When the judge gives its own P(A preferred)
+(`Judgement.probability`, the offline judge does), the mean of those is the expected win-rate:
+the same quantity without the coin-flip of each binary verdict, so it varies less between
+evaluations. The judge is passed in, never imported.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from apl.errors import ConfigError, DataError
@@ -30,10 +33,17 @@ class WinRate:
     ties: int
     losses: int
     invalid: int
+    # Mean and standard error of the judge's P(policy preferred) over valid verdicts; None when
+    # any valid verdict lacks a probability (e.g. an LLM judge).
+    expected: float | None = None
+    expected_stderr: float | None = None
 
     def as_metrics(self, prefix: str = "eval") -> dict[str, float]:
-        """`eval/win_rate`, `eval/win_rate_stderr`, counts: the keys the ledger's status reads."""
-        return {
+        """`eval/win_rate`, `eval/win_rate_stderr`, counts: the keys the ledger's status reads.
+
+        Plus `eval/expected_win_rate` and its stderr when the judge gave probabilities.
+        """
+        out = {
             f"{prefix}/win_rate": self.win_rate,
             f"{prefix}/win_rate_stderr": self.stderr,
             f"{prefix}/num_judged": float(self.n),
@@ -42,6 +52,30 @@ class WinRate:
             f"{prefix}/losses": float(self.losses),
             f"{prefix}/invalid": float(self.invalid),
         }
+        if self.expected is not None:
+            out[f"{prefix}/expected_win_rate"] = self.expected
+            out[f"{prefix}/expected_win_rate_stderr"] = (
+                math.nan if self.expected_stderr is None else self.expected_stderr
+            )
+        return out
+
+
+def expected_win_rate(judgements: Iterable[Judgement]) -> tuple[float | None, float | None]:
+    """(mean, stderr) of P(A preferred) over valid judgements; (None, None) if any lacks one."""
+    probs = []
+    for j in judgements:
+        if Verdict(j.verdict) is Verdict.INVALID:
+            continue
+        if j.probability is None:
+            return None, None
+        probs.append(float(j.probability))
+    if not probs:
+        return None, None
+    mean = sum(probs) / len(probs)
+    if len(probs) < 2:
+        return mean, None
+    var = sum((p - mean) ** 2 for p in probs) / (len(probs) - 1)
+    return mean, math.sqrt(var / len(probs))
 
 
 def compute_win_rate(verdicts: Iterable[Verdict | str]) -> WinRate:
@@ -134,7 +168,7 @@ def evaluate(
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         requests = [
-            make_request(prompts[i].text, policy_texts[i], baseline_texts[i]) for i in chunk
+            make_request(prompts[i].judge_text, policy_texts[i], baseline_texts[i]) for i in chunk
         ]
         answers = judge_batch(requests)
         if len(answers) != len(requests):
@@ -146,4 +180,10 @@ def evaluate(
             on_judged(new)
         judgements.update(new)
     ordered = {p.uid: judgements[p.uid] for p in prompts}
-    return Evaluation(compute_win_rate(j.verdict for j in ordered.values()), ordered)
+    expected, expected_se = expected_win_rate(ordered.values())
+    result = replace(
+        compute_win_rate(j.verdict for j in ordered.values()),
+        expected=expected,
+        expected_stderr=expected_se,
+    )
+    return Evaluation(result, ordered)

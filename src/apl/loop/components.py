@@ -13,11 +13,11 @@ import torch
 from apl.acquisition import ACQUISITIONS, Acquisition
 from apl.config import APLConfig
 from apl.data import TASKS, Task
-from apl.errors import ConfigError
+from apl.loop.checks import check_oracle_options, validate_config
 from apl.oracles import ORACLES, Oracle
 from apl.oracles.base import default_cache_dir
 from apl.policy.decoding import compiler_available
-from apl.policy.model import LoadedModel, load_model, resolve_model_path
+from apl.policy.model import LoadedModel, load_model, load_tokenizer, resolve_model_path
 from apl.policy.reference import ReferenceModel
 from apl.policy.view import ModelPolicyView
 from apl.store.judgement_cache import JudgementCache
@@ -47,26 +47,6 @@ def round_rng(seed: int, round: int, stream: str) -> np.random.Generator:
 def torch_generator(device: torch.device, seed: int) -> torch.Generator:
     """A seeded torch generator on `device` (sampling draws there)."""
     return torch.Generator(device=device).manual_seed(seed)
-
-
-def check_oracle_options(config: APLConfig, template: str) -> dict:
-    """The oracle kwargs with the task's template injected; validated before any model loads."""
-    kwargs = dict(config.oracle.kwargs)
-    kwargs.setdefault("template", template)
-    ORACLES.check_kwargs(config.oracle.name, kwargs, injected=("cache", "seed"))
-    return kwargs
-
-
-def validate_config(config: APLConfig) -> None:
-    """Registry names and their options, checked up front so a typo fails in milliseconds."""
-    TASKS.check_kwargs(config.task.name, config.task.kwargs)
-    ACQUISITIONS.check_kwargs(config.acquisition.name, config.acquisition.kwargs)
-    ORACLES.check_kwargs(config.oracle.name, config.oracle.kwargs, injected=("cache", "seed"))
-    if config.dpo.mode == "online" and config.dpo.validation_fraction > 0:
-        raise ConfigError(
-            f"dpo.validation_fraction ({config.dpo.validation_fraction}) needs epochs, but "
-            "dpo.mode is 'online' (one step per round); set it to 0 or use mode 'reset'."
-        )
 
 
 def planned_completions(config: APLConfig, acquisition: Acquisition) -> int:
@@ -138,7 +118,9 @@ def build_components(config: APLConfig, cache_dir: Path | None = None) -> Compon
     """Load the task, model, reference, trainer, oracle and acquisition for `config`."""
     validate_config(config)
     task = TASKS.build(config.task.name, config.task.kwargs)
-    oracle_kwargs = check_oracle_options(config, task.judge_template)
+    # The tokenizer alone (seconds) settles chat templating, hence the judge's template.
+    tokenizer = load_tokenizer(config.model)
+    oracle_kwargs = check_oracle_options(config, task.judge_template_for(tokenizer))
     acquisition = ACQUISITIONS.build(config.acquisition.name, config.acquisition.kwargs)
 
     # The oracle first: a missing API key or bad option fails before minutes of model loading.
@@ -153,7 +135,7 @@ def build_components(config: APLConfig, cache_dir: Path | None = None) -> Compon
         raise
 
     torch.manual_seed(derive_seed(config.seed, "init"))
-    loaded = load_model(config.model)
+    loaded = load_model(config.model, tokenizer=tokenizer)
     fingerprint = model_fingerprint(resolve_model_path(config.model.model_name_or_path))
     lora = config.model.lora is not None
     reference = ReferenceModel.from_policy(

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from apl.config import APLConfig
+from apl.errors import ConfigError
 from apl.evaluation.win_rate import WinRate, choose_eval_prompts, evaluate
 from apl.loop.components import Components, derive_seed, torch_generator
 from apl.oracles import JudgeRequest
@@ -18,19 +19,39 @@ from apl.types import Completion, Prompt
 logger = logging.getLogger(__name__)
 
 
-def baseline_kind(config: APLConfig, components: Components) -> str:
-    """`initial` (the starting model's completions) or `reference` (the pool's references)."""
+def baseline_kind(
+    config: APLConfig, task_name: str, task_baseline: str, prompts: list[Prompt]
+) -> str:
+    """`initial` (the starting model's completions) or `reference` (the pool's references).
+
+    A reference baseline needs a reference for EVERY eval prompt: a missing one would be judged
+    as an empty completion, which the policy beats for free, inflating the win-rate.
+    """
     wanted = config.evaluation.baseline
     if wanted == "auto":
-        wanted = components.task.baseline
-    if wanted == "reference" and any(not p.reference for p in components.test_prompts[:1]):
-        from apl.errors import ConfigError
-
+        wanted = task_baseline
+    missing = sum(not p.reference for p in prompts)
+    if wanted == "reference" and missing:
+        why = (
+            "evaluation.baseline is 'reference'"
+            if config.evaluation.baseline == "reference"
+            else f"task {task_name!r} evaluates against references (evaluation.baseline auto)"
+        )
         raise ConfigError(
-            f"evaluation.baseline is 'reference' but task {config.task.name!r} has no reference "
-            "completions; set evaluation.baseline=initial or give the task a reference column."
+            f"{why}, but {missing} of the {len(prompts)} eval prompts have no reference "
+            "completion; give every prompt a reference (e.g. task.reference_column) or set "
+            "evaluation.baseline=initial."
         )
     return wanted
+
+
+def check_baseline(components: Components) -> None:
+    """Refuse a reference baseline with eval prompts lacking references, before anything is saved."""
+    config = components.config
+    prompts = choose_eval_prompts(
+        components.test_prompts, config.evaluation.num_prompts, config.seed
+    )
+    baseline_kind(config, components.task.name, components.task.baseline, prompts)
 
 
 def eval_completions(components: Components, prompts: list[Prompt], seed: int) -> list[Completion]:
@@ -49,6 +70,7 @@ def eval_completions(components: Components, prompts: list[Prompt], seed: int) -
         generator=torch_generator(loaded.device, seed),
         autocast_dtype=loaded.autocast_dtype,
         compile=components.view.compile,
+        stop=gen.stop,
     )
     return [s[0] for s in samples]
 
@@ -64,7 +86,8 @@ def prepare_evaluation(components: Components, ledger: Ledger, baselines: Baseli
         ledger.save_eval_prompts(prompts)
     if len(ledger.baseline()) == len(prompts):
         return
-    if baseline_kind(config, components) == "reference":
+    kind = baseline_kind(config, components.task.name, components.task.baseline, prompts)
+    if kind == "reference":
         completions = {p.uid: Completion(text=p.reference or "", token_ids=()) for p in prompts}
     else:
         identity = baseline_identity(config, components.fingerprint)
@@ -89,10 +112,11 @@ def evaluate_round(
         ledger.save_eval_completions(round, {p.uid: c for p, c in zip(prompts, made, strict=True)})
         held = ledger.eval_completions(round)
     baseline = ledger.baseline()
+    judge = components.oracle.evaluation_judge()
 
     def judge_batch(requests: list[JudgeRequest]) -> list:
         ensure_free_space(*storage)  # before paying: each verdict must have somewhere to go
-        return components.oracle.judge_batch(requests)
+        return judge.judge_batch(requests)
 
     result = evaluate(
         prompts,
@@ -102,7 +126,7 @@ def evaluate_round(
         JudgeRequest,
         held=ledger.eval_verdicts(round),
         on_judged=lambda new: ledger.record_eval_verdicts(round, new),
-        batch_size=max(1, components.oracle.concurrency),  # stored as they arrive
+        batch_size=max(1, judge.concurrency),  # stored as they arrive
     )
     return result.result
 

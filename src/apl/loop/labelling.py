@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from apl.errors import APLError
+from apl.errors import APLError, LabelsPendingError
 from apl.oracles import JudgeRequest, Oracle
 from apl.store.fs import ensure_free_space
 from apl.store.ledger import Candidate, Ledger
@@ -30,7 +30,7 @@ class LabelStats:
 
 def _request(candidate: Candidate) -> JudgeRequest:
     pair = candidate.pair
-    return JudgeRequest(pair.prompt.text, pair.a.text, pair.b.text)
+    return JudgeRequest(pair.prompt.judge_text, pair.a.text, pair.b.text)
 
 
 def label_round(
@@ -71,23 +71,17 @@ def label_round(
                 judgements = oracle.judge_batch([_request(c) for c in chunk])
             except APLError as err:
                 saved = _record(ledger, chunk, getattr(err, "partial", None) or [], held)
-                logger.error("Judge stopped; its %d verdicts of this chunk are saved.", saved)
+                # Waiting for people is no failure: the run stops cleanly and resumes later.
+                log = logger.info if isinstance(err, LabelsPendingError) else logger.error
+                log("Judge stopped; its %d verdicts of this chunk are saved.", saved)
                 raise
             _record(ledger, chunk, judgements, held)
         usable = sum(j.verdict in USABLE for j in held.values())
         if on_progress is not None:
             on_progress(min(usable, query_size))
     dropped = sum(j.verdict not in USABLE for j in held.values())
-    exhausted = usable < query_size
-    if exhausted:
-        logger.warning(
-            "Only %d usable labels from %d candidates (%d ties/invalid); training on what there "
-            "is. Raise acquisition.reserve to keep more spare candidates.",
-            usable,
-            len(candidates),
-            dropped,
-        )
-    return LabelStats(usable, len(held), dropped, exhausted)
+    # The caller decides what a shortfall means (the loop tops the round up; see loop/top_up.py).
+    return LabelStats(usable, len(held), dropped, usable < query_size)
 
 
 def _record(

@@ -12,17 +12,16 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from apl.config import APLConfig, apply_overrides, config_from_dict, dump_config
-from apl.data import sample_prompts
+from apl.config import APLConfig, dump_config
 from apl.errors import ConfigError, RunStoreError
 from apl.export import export_run
+from apl.loop.checks import check_new_run, resume_config
+from apl.loop.cold_start import acquisition_for_round
 from apl.loop.components import (
     Components,
     build_components,
@@ -30,15 +29,30 @@ from apl.loop.components import (
     round_rng,
     torch_generator,
 )
-from apl.loop.evaluating import evaluate_round, is_waypoint, prepare_evaluation
-from apl.loop.labelling import label_round
+from apl.loop.compute import ComputeMeter, CountingView, counter
+from apl.loop.evaluating import (
+    check_baseline,
+    evaluate_round,
+    is_waypoint,
+    prepare_evaluation,
+)
+from apl.loop.labelling import LabelStats, label_round
+from apl.loop.numerics import numerics_identity, reconcile_numerics
+from apl.loop.offering import PromptOffer
 from apl.loop.progress import RunProgress
+from apl.loop.pseudo_labels import paid_candidates, record_pseudo_labels
+from apl.loop.spending import track_spend
+from apl.loop.timing import PhaseTimer, TimedView
+from apl.loop.top_up import EXTRAS_KEY as TOP_UP_KEY
+from apl.loop.top_up import top_up_round
+from apl.loop.tracking import LoopTracking
+from apl.loop.web_labelling import web_labelling
 from apl.memory import release_free_memory
 from apl.store.baseline_cache import BaselineCache
 from apl.store.fs import replace_dir_atomic, write_text_atomic
 from apl.store.ledger import Ledger
 from apl.store.ledger_schema import PHASES
-from apl.store.run_dir import CONFIG_FILE, RunDir, load_run_dir, open_run_dir
+from apl.store.run_dir import CONFIG_FILE, RunDir, open_run_dir
 
 logger = logging.getLogger(__name__)
 
@@ -54,44 +68,13 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def scoring_rows(reference) -> float:
+    """Rows the reference model's scoring has run: its own and the policy's (implicit rewards)."""
+    return counter(reference, "sequences_scored") + counter(reference, "policy_sequences_scored")
+
+
 def _done(phase: str | None, wanted: str) -> bool:
     return phase is not None and PHASES.index(phase) >= PHASES.index(wanted)
-
-
-class PhaseTimer:
-    """Wall time per phase (generate, score, label, train, evaluate), summed over rounds."""
-
-    def __init__(self) -> None:
-        self.totals: dict[str, float] = {}
-
-    @contextmanager
-    def time(self, phase: str) -> Iterator[None]:
-        """Add the wall time of the block to `phase`."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.totals[phase] = self.totals.get(phase, 0.0) + time.perf_counter() - start
-
-
-class TimedView:
-    """Wraps the PolicyView so acquisition's sampling and reference scoring are timed apart."""
-
-    def __init__(self, view, timer: PhaseTimer) -> None:
-        self._view, self._timer = view, timer
-
-    def __getattr__(self, name: str):
-        return getattr(self._view, name)
-
-    def sample(self, prompts, num_samples, temperature=None):
-        """Time the policy's sampling as `generate`."""
-        with self._timer.time("generate"):
-            return self._view.sample(prompts, num_samples, temperature)
-
-    def reference_logps(self, prompts, completions):
-        """Time reference scoring as `score`."""
-        with self._timer.time("score"):
-            return self._view.reference_logps(prompts, completions)
 
 
 class ActiveLoop:
@@ -101,6 +84,7 @@ class ActiveLoop:
         self.run_dir, self.c, self.ledger = run_dir, components, ledger
         self.config: APLConfig = components.config
         self.timer = PhaseTimer()
+        self.offer = PromptOffer(components.train_prompts, f"{self.config.task.name}/train")
 
     # --- resume ------------------------------------------------------------------------------
     def _restore(self) -> int:
@@ -140,18 +124,22 @@ class ActiveLoop:
         c.view.generator = torch_generator(
             c.loaded.device, derive_seed(config.seed, "sample", round)
         )
-        prompts = sample_prompts(
-            c.train_prompts,
-            c.acquisition.prompts_needed(config.loop.pool_size),
-            rng,
-            exclude_uids=self.ledger.acquired_prompt_uids(),
-            option="loop.pool_size",
-            pool=f"{config.task.name}/train",
+        c.view.labelled = self.ledger.preferences(source="oracle")  # for feature-space rules
+        acquisition = acquisition_for_round(c.acquisition, c.view.is_reference)
+        prompts = self.offer(
+            acquisition, config.loop.pool_size, rng, self.ledger.acquired_prompt_uids()
         )
-        pairs = c.acquisition.acquire(
-            prompts, TimedView(c.view, self.timer), config.loop.query_size, rng
+        meter, started = ComputeMeter(), time.perf_counter()
+        scored, featured = scoring_rows(c.reference), c.view.feature_sequences
+        view = TimedView(CountingView(c.view, meter), self.timer)
+        pairs = acquisition.acquire(
+            prompts, view, config.loop.query_size, rng, pool_size=config.loop.pool_size
         )
+        seconds = time.perf_counter() - started
+        meter.add("scored_sequences", scoring_rows(c.reference) - scored)
+        meter.add("feature_sequences", float(c.view.feature_sequences - featured))
         self.ledger.save_candidates(round, pairs)
+        self.ledger.log_metrics(round, {**meter.metrics(), "time/round_acquire": seconds})
         release_free_memory()
 
     def _train(self, round: int) -> dict[str, float]:
@@ -162,11 +150,46 @@ class ActiveLoop:
         if not preferences:
             logger.warning("Round %d: no usable labels yet; the policy is unchanged.", round)
             return {}
+        started = time.perf_counter()
         history = self.c.trainer.train(preferences, newest=newest)
+        online = self.config.dpo.mode == "online"
+        trained = len(newest) if online else len(preferences) * len(history)
         self.c.view.is_reference = False
         self.ledger.log_history(round, history)
         last = dict(history[-1]) if history else {}
+        last["compute/trained_pairs"] = float(trained)
+        last["time/round_train"] = time.perf_counter() - started
         return {k: v for k, v in last.items() if v is not None}
+
+    def _label(self, round: int, progress: RunProgress) -> LabelStats:
+        """Label the round's candidates; top it up while ties/INVALID leave it short of M."""
+        config, ledger, c = self.config, self.ledger, self.c
+        c.oracle.begin(round, "label")
+        while True:
+            with self.timer.time("label"):
+                stats = label_round(
+                    ledger,
+                    c.oracle,
+                    paid_candidates(ledger.candidates(round)),
+                    config.loop.query_size,
+                    on_progress=progress.labels,
+                    storage=self._storage(),
+                )
+            if not stats.exhausted or not top_up_round(
+                ledger,
+                round,
+                stats,
+                acquisition=acquisition_for_round(c.acquisition, c.view.is_reference),
+                offer=self.offer,
+                view=TimedView(c.view, self.timer),
+                query_size=config.loop.query_size,
+                pool_size=config.loop.pool_size,
+                seed=config.seed,
+            ):
+                break
+            release_free_memory()
+        record_pseudo_labels(ledger, ledger.candidates(round))
+        return stats
 
     def run_round(self, round: int, progress: RunProgress) -> None:
         """Finish whatever is left of `round`."""
@@ -177,22 +200,20 @@ class ActiveLoop:
             self._acquire(round)
         if not _done(ledger.phase(round), "labelled"):
             progress.phase(round, "labelling")
-            with self.timer.time("label"):
-                stats = label_round(
-                    ledger,
-                    self.c.oracle,
-                    ledger.candidates(round),
-                    M,
-                    on_progress=progress.labels,
-                    storage=self._storage(),
-                )
+            stats = self._label(round, progress)
+            top_ups = max(
+                (c.pair.extras.get(TOP_UP_KEY, 0) for c in ledger.candidates(round)), default=0
+            )
+            paid, pseudo = ledger.label_counts()
             ledger.log_metrics(
                 round,
                 {
                     "label/usable": stats.usable,
                     "label/asked": stats.asked,
                     "label/dropped": stats.dropped,
-                    "label/total": len(ledger.preferences()),
+                    "label/top_ups": top_ups,
+                    "label/total": paid,  # paid labels only: the labelled-set size
+                    "label/pseudo": pseudo,
                 },
             )
             ledger.set_phase(round, "labelled")
@@ -208,6 +229,7 @@ class ActiveLoop:
         if not _done(ledger.phase(round), "evaluated"):
             if is_waypoint(config, round * M, round):
                 progress.phase(round, "evaluating")
+                self.c.oracle.begin(round, "eval")
                 with self.timer.time("evaluate"):
                     result = evaluate_round(self.c, ledger, round, storage=self._storage())
                 ledger.log_metrics(round, result.as_metrics())
@@ -215,7 +237,7 @@ class ActiveLoop:
                     "Round %d/%d: %d labels, win-rate %.3f ± %.3f (n=%d, %d invalid)",
                     round,
                     config.loop.num_rounds,
-                    len(ledger.preferences()),
+                    ledger.label_counts()[0],
                     result.win_rate,
                     result.stderr,
                     result.n,
@@ -227,6 +249,10 @@ class ActiveLoop:
     def run(self) -> RunResult:
         """Run (or finish) every round, then export the labels and the final model."""
         config = self.config
+        loaded = self.c.loaded
+        reconcile_numerics(
+            self.ledger, self.c.reference, numerics_identity(loaded.model, loaded.autocast_dtype)
+        )
         rounds = self.ledger.rounds()
         trained_to = self._restore()
         if trained_to == 0 and any(_done(p, "trained") for p in rounds.values()):
@@ -235,7 +261,11 @@ class ActiveLoop:
                 f"{self.run_dir.checkpoints_dir}; restore it, or start over in a new output_dir "
                 "(paid verdicts stay in the judgement cache)."
             )
-        with RunProgress(config.loop.num_rounds, config.loop.query_size) as progress:
+        with (
+            RunProgress(config.loop.num_rounds, config.loop.query_size) as progress,
+            LoopTracking(self.run_dir, self.ledger) as tracking,
+        ):
+            tracking.send_finished()  # rounds an earlier process finished but did not send
             if not self.ledger.baseline():
                 progress.phase(1, "baseline")
                 with self.timer.time("evaluate"):
@@ -247,12 +277,13 @@ class ActiveLoop:
                     progress.advance(round)
                     continue
                 self.run_round(round, progress)
+                tracking.send_finished()
                 trained_to = max(trained_to, round)
                 progress.advance(round)
-        export_run(self.run_dir.path)
         self.run_dir.save_final_model(
             self.c.trainer.accelerator.unwrap_model(self.c.trainer.model), self.c.loaded.tokenizer
         )
+        export_run(self.run_dir.path)  # the labels, and both cards (final_model's README too)
         return RunResult(self.run_dir.path, self.ledger.metrics(), dict(self.timer.totals))
 
 
@@ -271,9 +302,15 @@ def run_active_learning(run_dir: RunDir | APLConfig, cache_dir: Path | None = No
         )
     components = build_components(config, cache_dir=cache_dir)
     try:
+        check_baseline(components)  # before a new run's directory exists
         if not isinstance(run_dir, RunDir):
             run_dir = open_run_dir(config)
-        with run_dir.exclusive(), run_dir.open_ledger() as ledger:
+        with (
+            run_dir.exclusive(),
+            run_dir.open_ledger() as ledger,
+            track_spend(components.oracle, run_dir),  # limits hold across processes
+            web_labelling(run_dir, components.oracle),
+        ):
             return ActiveLoop(run_dir, components, ledger).run()
     finally:
         components.close()
@@ -281,6 +318,7 @@ def run_active_learning(run_dir: RunDir | APLConfig, cache_dir: Path | None = No
 
 def run(config: APLConfig, cache_dir: Path | None = None) -> RunResult:
     """`apl run`: a new run in `config.output_dir`, or the rest of one with this same config."""
+    check_new_run(config)  # every input error before anything is read from or written to disk
     if (Path(config.output_dir) / CONFIG_FILE).exists():
         return run_active_learning(open_run_dir(config), cache_dir=cache_dir)  # checks it first
     return run_active_learning(config, cache_dir=cache_dir)
@@ -290,17 +328,9 @@ def resume_run(
     path: str | Path, overrides: list[str], allowed: tuple[str, ...], cache_dir: Path | None = None
 ) -> RunResult:
     """`apl resume`: reopen a run dir with its stored config (only spending limits may change)."""
-    run_dir = load_run_dir(path)
+    run_dir, config = resume_config(path, overrides, allowed)
     if overrides:
-        for item in overrides:
-            key = item.split("=", 1)[0].strip()
-            if key not in allowed:
-                raise ConfigError(
-                    f"`apl resume` cannot change {key!r}: it would change what the run computes; "
-                    f"only {', '.join(allowed)} may change (start a new output_dir otherwise)."
-                )
-        data = apply_overrides(run_dir.config.model_dump(mode="json"), overrides)
-        run_dir.config = config_from_dict(data, source="resume overrides")
+        run_dir.config = config
         write_text_atomic(run_dir.path / CONFIG_FILE, dump_config(run_dir.config))
         logger.info("Resume overrides applied: %s", ", ".join(overrides))
     return run_active_learning(run_dir, cache_dir=cache_dir)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from apl.errors import APLError, ConfigError
+from apl.oracles.budget import SpendJournal
 from apl.registry import Registry
 from apl.types import Judgement, Verdict
 
@@ -135,6 +136,9 @@ class Oracle(ABC):
         self.seed = seed
         self.stats = JudgeStats()
 
+    def use_spend_journal(self, journal: SpendJournal) -> None:
+        """Count this judge's paid calls in `journal` (the run's ledger); free judges ignore it."""
+
     @abstractmethod
     def judge(self, request: JudgeRequest) -> Judgement:
         """One uncached judgement (may call an API, a model or a person)."""
@@ -142,6 +146,13 @@ class Oracle(ABC):
     def shown_order(self, request: JudgeRequest) -> str:
         """The order this judge shows the pair in ('AB' unless the judge has an order policy)."""
         return "AB"
+
+    def begin(self, round: int | None, purpose: str) -> None:
+        """Told by the loop what the next batches are for ('label' / 'eval' of a round)."""
+
+    def evaluation_judge(self) -> Oracle:
+        """The judge for win-rate evaluation: this one, unless the judge names another."""
+        return self
 
     def key(self, request: JudgeRequest) -> str:
         """This request's cache key."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from apl.errors import ConfigError, DataError
 from apl.oracles.base import ORACLES, JudgementCache, JudgeRequest, Oracle
-from apl.types import Verdict
+from apl.types import Message, Verdict, conversation_text
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,19 @@ def run_consistency(
 ) -> list[ConsistencyResult]:
     """Measure every judge at every temperature (each judge's own temperature option)."""
     results = []
+    for name, temperature, kwargs in judge_settings(judges, temperatures, options):
+        oracle = ORACLES.build(name, kwargs, cache=cache, seed=seed)
+        logger.info("Labelling %d pairs twice with %s", len(requests), oracle.judge_id)
+        results.append(measure_consistency(oracle, requests, name, temperature))
+    return results
+
+
+def judge_settings(
+    judges: list[str], temperatures: list[float], options: dict[str, Any] | None = None
+) -> list[tuple[str, float | None, dict[str, Any]]]:
+    """(judge, temperature, options) for every run of `run_consistency`, each checked by
+    building the judge without a cache: a bad name or option fails before any pair is made."""
+    settings = []
     for name in judges:
         knob = ORACLES.get(name).temperature_option
         if temperatures and not knob:
@@ -84,26 +97,35 @@ def run_consistency(
             kwargs = dict(options or {})
             if temperature is not None:
                 kwargs[knob] = temperature
-            oracle = ORACLES.build(name, kwargs, cache=cache, seed=seed)
-            logger.info("Labelling %d pairs twice with %s", len(requests), oracle.judge_id)
-            results.append(measure_consistency(oracle, requests, name, temperature))
-    return results
+            ORACLES.build(name, kwargs, cache=None)
+            settings.append((name, temperature, kwargs))
+    return settings
 
 
 def load_pairs(path: str | Path) -> list[JudgeRequest]:
-    """Pairs from a JSONL file with keys `prompt`, `a`, `b` (one object per line)."""
+    """Pairs from a JSONL file with keys `prompt` (text, or TRL-style messages), `a`, `b`."""
     path = Path(path)
     if not path.is_file():
         raise DataError(
             f"--pairs file {path} does not exist; pass a JSONL file of {{prompt, a, b}}."
         )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
+        raise DataError(
+            f"--pairs file {path} cannot be read ({reason}); pass a JSONL file."
+        ) from None
     requests = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            requests.append(JudgeRequest(str(row["prompt"]), str(row["a"]), str(row["b"])))
+            prompt = row["prompt"]
+            if isinstance(prompt, list):  # TRL's conversational format: shown turn by turn
+                prompt = conversation_text([Message(m["role"], m["content"]) for m in prompt])
+            requests.append(JudgeRequest(str(prompt), str(row["a"]), str(row["b"])))
         except (ValueError, KeyError, TypeError) as err:
             raise DataError(
                 f"--pairs {path} line {number}: {type(err).__name__} {err}; each line must be a "

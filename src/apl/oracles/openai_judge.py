@@ -3,12 +3,12 @@
 Works with OpenAI, Azure OpenAI (`azure_api_version`), vLLM, Ollama and llama.cpp's server
 (`base_url`). The key is read from the environment variable `api_key_env` only, and scrubbed
 from every error message. Retries are our own bounded loop (the client's `max_retries=0`), so
-each one is counted, charged to the call budget and honours `Retry-After` exactly.
+each one is counted, charged to the call budget and honours `Retry-After` exactly (up to
+`max_retry_after_s`; a longer requested wait is an error, not early retries).
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import os
@@ -16,9 +16,7 @@ import random
 import re
 import time
 from dataclasses import replace
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING
 
 from apl.errors import ConfigError, OracleError
 from apl.oracles.base import (
@@ -30,43 +28,33 @@ from apl.oracles.base import (
     check_order_policy,
     choose_shown_order,
 )
-from apl.oracles.pricing import Budget, call_cost, resolve_price, worst_case_prompt_tokens
+from apl.oracles.budget import Budget, SpendJournal
+from apl.oracles.pricing import call_cost, resolve_price, worst_case_prompt_tokens
 from apl.oracles.prompts import load_template
+from apl.oracles.retry import Transient, parse_retry_after, retry_delay
 from apl.oracles.verdict import combine_orders, is_order_flip, parse_verdict, unswap
 from apl.types import Judgement
+
+if TYPE_CHECKING:
+    import openai  # imported where used: it takes ~1 s, and a config check needs none of it
 
 logger = logging.getLogger(__name__)
 
 NO_KEY = "EMPTY"  # what vLLM / llama.cpp accept when they run without authentication
 _SECRETS = re.compile(r"(sk-[A-Za-z0-9_\-*]{3,}|Bearer\s+\S+|api[-_]key[\"':= ]+\S+)", re.I)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_KEY_PREFIXES = ("sk-", "sk_", "hf_", "gsk_", "xai-", "AIza", "ghp_", "github_pat_", "Bearer")
 
 
-class _Transient(Exception):
-    """A failure worth retrying; `wait_s` is the server's Retry-After when it gave one."""
-
-    def __init__(self, reason: str, wait_s: float | None = None, maybe_billed: bool = False):
-        super().__init__(reason)
-        self.wait_s = wait_s
-        self.maybe_billed = maybe_billed  # the server may have done (and billed) the work
-
-
-def parse_retry_after(headers: Any) -> float | None:
-    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
-    if headers is None:
-        return None
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_tz(value)
-        return None if parsed is None else max(0.0, email.utils.mktime_tz(parsed) - time.time())
+def looks_like_key(value: str) -> bool:
+    """True if `value` is not an environment-variable name, or has the shape of an API key."""
+    if not _ENV_NAME.match(value) or value.startswith(_KEY_PREFIXES):
+        return True
+    lower, digit = any(c.islower() for c in value), any(c.isdigit() for c in value)
+    # Variable names are short words with underscores; keys are long runs of mixed characters.
+    return (len(value) >= 24 and "_" not in value and digit) or (
+        len(value) >= 32 and lower and digit
+    )
 
 
 @ORACLES.register("openai_judge")
@@ -87,7 +75,10 @@ class OpenAIJudge(Oracle):
         timeout_s: float = 60.0,
         max_retries: int = 5,
         backoff_base_s: float = 1.0,
-        backoff_max_s: float = 60.0,
+        backoff_max_s: float = 60.0,  # caps our own backoff, never a server's Retry-After
+        # A server asking for a longer wait is an error: sleeping hours inside a run helps nobody,
+        # and retrying sooner only burns max_retries. 5 minutes covers per-minute rate limits.
+        max_retry_after_s: float = 300.0,
         budget_usd: float | None = None,
         max_calls: int | None = None,  # HTTP requests, retries included
         prices: dict[str, tuple[float, float]] | None = None,  # model -> USD per 1M (in, out)
@@ -98,7 +89,11 @@ class OpenAIJudge(Oracle):
     ) -> None:
         super().__init__(cache=cache, seed=seed)
         check_order_policy(order)
-        for name, value in (("temperature", temperature), ("timeout_s", timeout_s)):
+        for name, value in (
+            ("temperature", temperature),
+            ("timeout_s", timeout_s),
+            ("max_retry_after_s", max_retry_after_s),
+        ):
             if value < 0:
                 raise ConfigError(f"{name} ({value}) is negative; use a value >= 0.")
         if max_tokens < 1 or concurrency < 1 or max_retries < 0:
@@ -114,6 +109,7 @@ class OpenAIJudge(Oracle):
         )
         self.concurrency, self.max_retries = concurrency, max_retries
         self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
+        self.max_retry_after_s = max_retry_after_s
         self.max_tokens_param = max_tokens_param
         self.template = load_template(template_file or template)
         self.price = resolve_price(model, prices)
@@ -139,6 +135,12 @@ class OpenAIJudge(Oracle):
     def _read_key(api_key_env: str | None) -> str:
         if not api_key_env:
             return NO_KEY
+        if looks_like_key(api_key_env):  # a pasted key: refuse it without echoing it anywhere
+            raise ConfigError(
+                "oracle.api_key_env must be the NAME of an environment variable holding the key "
+                "(e.g. OPENAI_API_KEY), and the value given is not one (not shown: it may be a "
+                "key); export the key in a variable and set api_key_env to its name."
+            )
         key = os.environ.get(api_key_env, "").strip()
         if not key:
             raise OracleError(
@@ -148,6 +150,8 @@ class OpenAIJudge(Oracle):
         return key
 
     def _make_client(self, base_url: str | None, azure_version: str | None, timeout_s: float):
+        import openai
+
         if azure_version:
             if not base_url:
                 raise ConfigError(
@@ -188,27 +192,32 @@ class OpenAIJudge(Oracle):
             return replace(
                 hit, cost_usd=0.0, prompt_tokens=0, completion_tokens=0, latency_s=0.0, retries=0
             )
-        judgement = self._ask(request, shown)
-        if self.cache is not None:
-            self.cache.put(key, judgement)
-        return judgement
+        return self._ask(request, shown)  # stores its answer under `key` itself
+
+    def use_spend_journal(self, journal: SpendJournal) -> None:
+        """Count every request in `journal` (the run's ledger) from now on."""
+        self.budget.use_journal(journal)
 
     def _ask(self, request: JudgeRequest, shown: str) -> Judgement:
+        """One judgement in one order: reserve, send, store the answer, then settle the call."""
         first, second = request.completion_a, request.completion_b
         if shown == "BA":
             first, second = second, first
         messages = self.template.render(request.prompt, first, second)
         worst_usd = call_cost(self.price, worst_case_prompt_tokens(messages), self.max_tokens)
+        key = cache_key(self.judge_id, request, shown)
         for attempt in range(self.max_retries + 1):
-            self.budget.reserve(worst_usd)  # raises BudgetExceededError before anything is sent
+            # Written ahead (a ledger journal commits it) before anything is sent; raises
+            # BudgetExceededError instead when the call might pass a limit.
+            token = self.budget.reserve(worst_usd, self.judge_id, key)
             self.stats.add(calls=1)
-            charged = 0.0
+            charged, failed = worst_usd, True  # unknown outcome (e.g. interrupted): worst case
             started = time.monotonic()
             try:
                 text, usage = self._send(messages)
                 prompt_tokens, completion_tokens = usage
                 charged = call_cost(self.price, *usage) if usage != (0, 0) else worst_usd
-                return Judgement(
+                judgement = Judgement(
                     verdict=unswap(parse_verdict(text), shown),
                     rationale=text,
                     shown_order=shown,
@@ -219,17 +228,32 @@ class OpenAIJudge(Oracle):
                     judge_id=self.judge_id,
                     retries=attempt,
                 )
-            except _Transient as fault:
-                if fault.maybe_billed:
-                    charged = worst_usd  # unknown usage: count the worst case
+                if self.cache is not None:
+                    # Stored before the call is settled: once settled, the answer is on disk.
+                    self.cache.put(key, judgement)
+                failed = False
+                return judgement
+            except Transient as fault:
+                charged = worst_usd if fault.maybe_billed else 0.0
                 reason, wait_s = str(fault), fault.wait_s
+            except OracleError:
+                charged = 0.0  # an HTTP error status: the server did no billable work
+                raise
             finally:
-                self.budget.settle(worst_usd, charged)
+                self.budget.settle(token, charged, failed)
                 self.stats.add_cost(charged)
             if attempt == self.max_retries:
                 break
             self.stats.add(retries=1)
-            delay = self._backoff(attempt, wait_s)
+            delay = retry_delay(
+                attempt,
+                wait_s,
+                self.backoff_base_s,
+                self.backoff_max_s,
+                self.max_retry_after_s,
+                self._jitter,
+                who=f"Judge {self.model} at {self.base_url}",
+            )
             logger.info("Judge call failed (%s); retry %d in %.2fs", reason, attempt + 1, delay)
             time.sleep(delay)
         raise OracleError(
@@ -237,14 +261,10 @@ class OpenAIJudge(Oracle):
             f"{reason}; check the server or raise max_retries."
         )
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.backoff_max_s)
-        full = min(self.backoff_base_s * 2**attempt, self.backoff_max_s)
-        return full / 2 + self._jitter.uniform(0, full / 2)  # "equal jitter"
-
     def _send(self, messages: list[dict[str, str]]) -> tuple[str, tuple[int, int]]:
         """One HTTP request: (reply text, (prompt_tokens, completion_tokens)); (0, 0) = no usage."""
+        import openai
+
         options = {self.max_tokens_param: self.max_tokens}
         failure: Exception | None = None
         try:
@@ -253,15 +273,15 @@ class OpenAIJudge(Oracle):
             )
         except openai.APIStatusError as err:
             if err.status_code == 429 or err.status_code >= 500 or err.status_code == 408:
-                failure = _Transient(
+                failure = Transient(
                     f"HTTP {err.status_code}", parse_retry_after(err.response.headers)
                 )
             else:
                 failure = OracleError(self._describe(err))
         except openai.APITimeoutError:
-            failure = _Transient("timed out", maybe_billed=True)
+            failure = Transient("timed out", maybe_billed=True)
         except openai.APIConnectionError as err:
-            failure = _Transient(f"connection error ({self._redact(str(err))})")
+            failure = Transient(f"connection error ({self._redact(str(err))})")
         if failure is not None:
             # Raised outside the except block: the client's exception (which may quote the
             # key or the request) is not chained onto ours.
@@ -272,7 +292,7 @@ class OpenAIJudge(Oracle):
             text = message.get("content") or ""
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
             snippet = self._redact(raw.text[:80])
-            raise _Transient(
+            raise Transient(
                 f"malformed reply body {snippet!r} ({type(err).__name__})", maybe_billed=True
             ) from None
         usage = body.get("usage") or {}

@@ -1,17 +1,15 @@
-"""What a judge call costs, and a hard budget that refuses a call before it could overspend.
+"""What a judge call costs, and the most it could cost (what the budget reserves before sending).
 
-Each call reserves its worst case before it is sent: every prompt byte counted as a token (a
-byte-level BPE never makes more tokens than bytes) plus `max_tokens` of output. The reservation
-is settled with the reported usage when the reply arrives, so concurrent in-flight calls can
-never push the total past the budget.
+The worst case counts every prompt byte as a token (a byte-level BPE never makes more tokens
+than bytes) plus `max_tokens` of output; `apl.oracles.budget` reserves it before each request
+and settles it with the reported usage when the reply arrives.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 
-from apl.errors import BudgetExceededError, ConfigError
+from apl.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -60,61 +58,3 @@ def worst_case_prompt_tokens(messages: list[dict[str, str]]) -> int:
     """An upper bound on the prompt tokens of these messages: UTF-8 bytes plus overheads."""
     size = sum(len(m["content"].encode("utf-8")) for m in messages)
     return size + MESSAGE_OVERHEAD_TOKENS * (len(messages) + 1)
-
-
-class Budget:
-    """A USD and call-count ceiling shared by all threads of one judge; thread-safe."""
-
-    def __init__(self, budget_usd: float | None = None, max_calls: int | None = None) -> None:
-        if budget_usd is not None and budget_usd < 0:
-            raise ConfigError(f"budget_usd ({budget_usd}) is negative; give a USD amount >= 0.")
-        if max_calls is not None and max_calls < 0:
-            raise ConfigError(f"max_calls ({max_calls}) is negative; give a count >= 0.")
-        self.budget_usd = budget_usd
-        self.max_calls = max_calls
-        self.spent_usd = 0.0  # settled cost of finished calls
-        self.calls = 0  # requests sent (retries included)
-        self._reserved_usd = 0.0
-        self._in_flight = 0
-        self._cond = threading.Condition()
-
-    def reserve(self, worst_usd: float) -> None:
-        """Claim room for one call costing at most `worst_usd`, or raise BudgetExceededError.
-
-        If calls in flight might free room when they settle, wait for them instead of failing.
-        """
-        with self._cond:
-            while True:
-                over_calls = self.max_calls is not None and self.calls + 1 > self.max_calls
-                over_usd = (
-                    self.budget_usd is not None
-                    and self.spent_usd + self._reserved_usd + worst_usd > self.budget_usd + 1e-12
-                )
-                if not (over_calls or over_usd):
-                    break
-                if over_calls or self._in_flight == 0:
-                    raise BudgetExceededError(self._refusal(worst_usd, over_calls))
-                self._cond.wait()
-            self.calls += 1
-            self._in_flight += 1
-            self._reserved_usd += worst_usd
-
-    def settle(self, worst_usd: float, actual_usd: float) -> None:
-        """Replace a reservation with what the call actually cost."""
-        with self._cond:
-            self._reserved_usd -= worst_usd
-            self._in_flight -= 1
-            self.spent_usd += actual_usd
-            self._cond.notify_all()
-
-    def _refusal(self, worst_usd: float, over_calls: bool) -> str:
-        spent = f"spent ${self.spent_usd:.4f} in {self.calls} calls"
-        if over_calls:
-            return (
-                f"Judge budget: max_calls ({self.max_calls}) reached; {spent}. "
-                "Raise max_calls to buy more labels."
-            )
-        return (
-            f"Judge budget: the next call could cost up to ${worst_usd:.4f} and budget_usd "
-            f"(${self.budget_usd:.4f}) would be exceeded; {spent}. Raise budget_usd to continue."
-        )

@@ -1,4 +1,7 @@
-"""Judge prompt templates: the paper's two (Appendix A) built in, or a user's file.
+"""Judge prompt templates: the paper's two (Appendix A) and a chat one built in, or a user's file.
+
+`chat` judges assistant replies for helpfulness and harmlessness, in the style of the paper's
+prompts; its `{prompt}` is the conversation with each turn labelled by role (`Prompt.judge_text`).
 
 A template file holds a `[system]` section and a `[user]` section. The user section must use
 `{completion_a}` and `{completion_b}` and may use `{prompt}`; every other brace is literal.
@@ -45,7 +48,7 @@ class JudgeTemplate:
 
 
 def builtin_templates() -> list[str]:
-    """Names of the shipped templates (`sentiment`, `summarization`)."""
+    """Names of the shipped templates (`chat`, `sentiment`, `summarization`)."""
     folder = resources.files("apl.oracles") / "templates"
     return sorted(p.name.removesuffix(".txt") for p in folder.iterdir() if p.name.endswith(".txt"))
 
@@ -70,7 +73,7 @@ def parse_template(text: str, name: str) -> JudgeTemplate:
 
 
 def load_template(name_or_path: str) -> JudgeTemplate:
-    """A built-in template by name (`sentiment`, `summarization`) or a template file by path."""
+    """A built-in template by name (`chat`, `sentiment`, `summarization`) or a file by path."""
     if name_or_path in builtin_templates():
         resource = resources.files("apl.oracles") / "templates" / f"{name_or_path}.txt"
         return parse_template(resource.read_text(encoding="utf-8"), name_or_path)

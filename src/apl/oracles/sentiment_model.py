@@ -2,7 +2,9 @@
 
 Fitted once (a few seconds) and pickled under `$APL_CACHE_DIR` (default `~/.cache/apl`), in a
 file named by the recipe version and the scikit-learn version, so a change rebuilds it. A file
-lock serialises builders and an atomic rename means a reader never sees half a file.
+lock serialises builders and an atomic rename means a reader never sees half a file. The fit is
+seeded (the window draws and saga's shuffling), so the same versions give the same classifier
+bit for bit; `sentiment_identity()` names recipe and versions for the judge's identity.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import pickle
 import random
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,7 +34,7 @@ if TYPE_CHECKING:  # scikit-learn takes ~1 s to import: only when a model is fit
 logger = logging.getLogger(__name__)
 
 # Bump when the recipe below changes: the cached file name includes it.
-RECIPE_VERSION = "tfidf1-lr-saga-snip-v2"
+RECIPE_VERSION = "tfidf1-lr-saga-snip-v3"  # v3: seeded saga, duplicate reviews once
 SNIPPET_WORDS = 40  # completions are short: accuracy is also reported on 40-word openings
 
 
@@ -78,7 +80,9 @@ def fit_sentiment_model(seed: int = 0) -> SentimentModel:
     vectorizer = TfidfVectorizer(min_df=2, max_df=0.9, sublinear_tf=True, dtype=np.float32)
     features = vectorizer.fit_transform(texts)
     # saga: same accuracy as lbfgs here (89.1 vs 89.2%) in a quarter of the time.
-    classifier = LogisticRegression(C=4.0, solver="saga", max_iter=1000).fit(features, labels)
+    # random_state: saga shuffles the rows, and unseeded it draws from numpy's global state.
+    classifier = LogisticRegression(C=4.0, solver="saga", max_iter=1000, random_state=seed)
+    classifier.fit(features, labels)
     model = SentimentModel(vectorizer, classifier)
     fit_s = time.perf_counter() - started
     gold = np.array([r.label for r in test])
@@ -116,24 +120,44 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def model_path(directory: Path | None = None) -> Path:
-    """Where the fitted model for this recipe and scikit-learn version is cached."""
+def sentiment_identity() -> str:
+    """Recipe, scikit-learn version and split: what decides the fitted classifier."""
     from importlib.metadata import version
 
-    tag = f"{RECIPE_VERSION}-sk{version('scikit-learn')}-test{TEST_FRACTION_PER_MILLE}"
-    return (directory or default_cache_dir()) / f"imdb-sentiment-{tag}.pkl"
+    return f"{RECIPE_VERSION}-sk{version('scikit-learn')}-test{TEST_FRACTION_PER_MILLE}"
 
 
-def _read(path: Path) -> SentimentModel | None:
+def model_path(directory: Path | None = None) -> Path:
+    """Where the fitted model for this recipe and scikit-learn version is cached."""
+    return (directory or default_cache_dir()) / f"imdb-sentiment-{sentiment_identity()}.pkl"
+
+
+def _read(path: Path, kind: type = SentimentModel) -> Any:
     try:
         with open(path, "rb") as handle:
-            model = pickle.load(handle)  # our own cache file, written by this module
-        return model if isinstance(model, SentimentModel) else None
+            model = pickle.load(handle)  # our own cache file, written by this package
+        return model if isinstance(model, kind) else None
     except FileNotFoundError:
         return None
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as err:
-        logger.warning("Cached sentiment model %s is unreadable (%s); rebuilding it.", path, err)
+        logger.warning("Cached judge model %s is unreadable (%s); rebuilding it.", path, err)
         return None
+
+
+def cached_fit(path: Path, fit: Callable[[], Any], kind: type) -> Any:
+    """The `kind` object pickled at `path`, else `fit()` once (file-locked) and saved atomically."""
+    if (model := _read(path, kind)) is not None:
+        return model
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(path.with_suffix(".lock")):
+        if (model := _read(path, kind)) is not None:  # another process built it while we waited
+            return model
+        model = fit()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    return model
 
 
 def load_sentiment_model(directory: str | Path | None = None) -> SentimentModel:
@@ -143,15 +167,4 @@ def load_sentiment_model(directory: str | Path | None = None) -> SentimentModel:
 
 @lru_cache(maxsize=4)
 def _load(path: Path) -> SentimentModel:
-    if (model := _read(path)) is not None:
-        return model
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(path.with_suffix(".lock")):
-        if (model := _read(path)) is not None:  # another process built it while we waited
-            return model
-        model = fit_sentiment_model()
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    return model
+    return cached_fit(path, fit_sentiment_model, SentimentModel)

@@ -133,20 +133,20 @@ def _load_error(value: str, err: Exception) -> ModelLoadError:
     )
 
 
-def load_model(config: ModelConfig) -> LoadedModel:
-    """Load `config.model_name_or_path` onto its device, with LoRA if `config.lora` is set."""
-    value = config.model_name_or_path
+def _local_path(value: str) -> str:
+    """The directory or hub name to load `model.model_name_or_path` from."""
     path = resolve_model_path(value)
     if value.startswith(("/", "./", "../", "~")) and not Path(path).expanduser().exists():
         raise _load_error(value, FileNotFoundError(f"no such directory {path}"))
-    path = str(Path(path).expanduser()) if path.startswith("~") else path
-    device = resolve_device(config.device)
-    dtype = torch.float32 if config.dtype == "auto" else _DTYPES[config.dtype]
-    autocast_dtype = resolve_autocast(config, device)
+    return str(Path(path).expanduser()) if path.startswith("~") else path
+
+
+def load_tokenizer(config: ModelConfig) -> PreTrainedTokenizerBase:
+    """The policy's tokenizer alone (seconds), padding on the left, pad token set."""
+    value = config.model_name_or_path
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, trust_remote_code=config.trust_remote_code
+        tokenizer = AutoTokenizer.from_pretrained(
+            _local_path(value), trust_remote_code=config.trust_remote_code
         )
     except (OSError, ValueError, KeyError) as err:
         raise _load_error(value, err) from None
@@ -158,6 +158,28 @@ def load_model(config: ModelConfig) -> LoadedModel:
             )
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_model(
+    config: ModelConfig, tokenizer: PreTrainedTokenizerBase | None = None
+) -> LoadedModel:
+    """Load `config.model_name_or_path` onto its device, with LoRA if `config.lora` is set.
+
+    `tokenizer`: one `load_tokenizer(config)` already returned, so it is not loaded twice.
+    """
+    value = config.model_name_or_path
+    device = resolve_device(config.device)
+    dtype = torch.float32 if config.dtype == "auto" else _DTYPES[config.dtype]
+    autocast_dtype = resolve_autocast(config, device)
+    if tokenizer is None:
+        tokenizer = load_tokenizer(config)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            _local_path(value), dtype=dtype, trust_remote_code=config.trust_remote_code
+        )
+    except (OSError, ValueError, KeyError) as err:
+        raise _load_error(value, err) from None
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     fuse_gelu(model)

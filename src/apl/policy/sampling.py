@@ -25,6 +25,7 @@ from apl.policy.batching import (
     model_device,
 )
 from apl.policy.decoding import MaybeCompiled, mark_dynamic, new_decoder
+from apl.policy.stopping import cut_at_stop, stop_length
 from apl.types import Completion
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,11 @@ def encode_prompts(tokenizer, texts: Sequence[str]) -> list[list[int]]:
 
 
 def eos_token_ids(model, tokenizer) -> list[int]:
-    """Every id that ends a completion: the tokenizer's EOS and the model's generation EOS ids."""
+    """Every id that ends a completion: the tokenizer's EOS and the model's generation EOS ids.
+
+    Chat models list their end-of-turn tokens in `generation_config.eos_token_id` (often a list,
+    e.g. Qwen's `<|im_end|>` and `<|endoftext|>`, Llama 3's `<|eot_id|>` among three).
+    """
     ids = {tokenizer.eos_token_id}
     gen_config = getattr(model, "generation_config", None)
     gen_eos = getattr(gen_config, "eos_token_id", None)
@@ -123,7 +128,7 @@ def _sample_batch(
     generator: torch.Generator | None,
     compile: bool,
 ) -> tuple[list[list[int]], torch.Tensor]:
-    """`num_samples` completions per prompt (rows prompt-major); returns (tokens, summed logps).
+    """`num_samples` completions per prompt (rows prompt-major); returns (tokens, token logps).
 
     Each prompt is run through the model once and its cache repeated for its samples; rows
     that finished leave the batch once fewer than COMPACT_BELOW of them still run.
@@ -166,7 +171,7 @@ def _sample_batch(
 
     counts = _completion_lengths(tokens, lengths, eos_ids)
     rows = tokens.cpu().tolist()
-    return [row[:n] for row, n in zip(rows, counts.tolist(), strict=True)], logps.sum(-1).cpu()
+    return [row[:n] for row, n in zip(rows, counts.tolist(), strict=True)], logps.cpu()
 
 
 def _completion_lengths(tokens: torch.Tensor, lengths: torch.Tensor, eos_ids: torch.Tensor):
@@ -216,11 +221,14 @@ def sample_completions(
     generator: torch.Generator | None = None,
     autocast_dtype: torch.dtype | None = None,
     compile: bool = False,
+    stop: Sequence[str] = (),
 ) -> list[list[Completion]]:
     """`num_samples` completions per prompt; result[i][j] is prompt i's j-th sample.
 
     Each completion's length limit is drawn uniformly from [min_new_tokens, max_new_tokens];
-    it stops there or at EOS (kept in `token_ids`). `logp` is the summed log-prob of its
+    it stops there, at any EOS / end-of-turn id (kept in `token_ids`), or after the token that
+    completes a `stop` string (tokens kept, text cut before it; see `stopping.py`; sampling
+    runs on to the row's limit and the tail is dropped). `logp` is the summed log-prob of its
     tokens under the untempered policy. `batch_size` counts completions per forward pass
     (batch_size // num_samples prompts, at least one). Prompts are never cut: a prompt too long
     for the context plus max_new_tokens raises ConfigError. `compile` runs decode steps through
@@ -249,13 +257,13 @@ def sample_completions(
     eos_ids = torch.tensor(eos_list, dtype=torch.long, device=device)
     prompts_per_batch = max(1, batch_size // num_samples)
 
-    results: list[list[tuple[list[int], float]]] = [[] for _ in prompt_ids]
+    results: list[list[tuple[list[int], torch.Tensor]]] = [[] for _ in prompt_ids]
     was_training = model.training
     model.eval()  # dropout off while sampling; restored below
     try:
         with autocast_context(device, autocast_dtype):
             for idx in length_sorted_batches([len(p) for p in prompt_ids], prompts_per_batch):
-                toks, logp = _sample_batch(
+                toks, token_logps = _sample_batch(
                     model,
                     [prompt_ids[i] for i in idx],
                     num_samples,
@@ -266,17 +274,21 @@ def sample_completions(
                     generator=generator,
                     compile=compile,
                 )
-                for row, (t, lp) in enumerate(zip(toks, logp.tolist(), strict=True)):
-                    results[idx[row // num_samples]].append((t, lp))
+                for row, t in enumerate(toks):
+                    results[idx[row // num_samples]].append((t, token_logps[row]))
     finally:
         model.train(was_training)
 
     eos_set = set(eos_list)
 
-    def completion(toks: list[int], logp: float) -> Completion:
+    def completion(toks: list[int], token_logps: torch.Tensor) -> Completion:
         body = toks[:-1] if toks and toks[-1] in eos_set else toks
-        text = tokenizer.decode(body, skip_special_tokens=True)
-        return Completion(text=text, token_ids=tuple(toks), logp=logp)
+        keep = stop_length(tokenizer, body, stop)
+        if keep is None:
+            text = tokenizer.decode(body, skip_special_tokens=True)
+            return Completion(text, tuple(toks), float(token_logps.sum()))
+        text = cut_at_stop(tokenizer.decode(body[:keep], skip_special_tokens=True), stop)
+        return Completion(text, tuple(body[:keep]), float(token_logps[:keep].sum()))
 
     logger.debug("sampling %d x %d completions", len(prompt_ids), num_samples)
     return [[completion(t, lp) for t, lp in row] for row in results]

@@ -5,6 +5,7 @@ Kept apart from the training loop so the CLI can show defaults without importing
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -62,7 +63,7 @@ def make_pretrain_config(**overrides: object) -> PretrainConfig:
     """PretrainConfig from keyword overrides (None = keep the default), one-line ConfigError."""
     given = {key: value for key, value in overrides.items() if value is not None}
     try:
-        return PretrainConfig(**given)  # type: ignore[arg-type]
+        config = PretrainConfig(**given)  # type: ignore[arg-type]
     except ValidationError as err:
         first = err.errors()[0]
         msg = first["msg"].removeprefix("Value error, ")
@@ -70,6 +71,14 @@ def make_pretrain_config(**overrides: object) -> PretrainConfig:
             raise ConfigError(f"apl pretrain: {msg}") from None
         option = "--" + str(first["loc"][0]).replace("_", "-")
         raise ConfigError(f"{option} ({first['input']!r}): {msg}; pass a valid value.") from None
+    # Checked now, not after minutes of training: the save is the last step.
+    out = Path(config.output_dir)
+    blocker = next((p for p in (out, *out.absolute().parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ConfigError(
+            f"--output-dir ({config.output_dir!r}): {blocker} is a file; choose a directory."
+        )
+    return config
 
 
 def default_of(name: str) -> object:

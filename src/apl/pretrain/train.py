@@ -19,7 +19,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from apl.errors import ConfigError
-from apl.log import console
+from apl.log import console, live_display
 from apl.policy.model import bf16_supported
 from apl.pretrain.card import write_outputs
 from apl.pretrain.config import SAMPLE_PROMPTS, PretrainConfig, make_pretrain_config
@@ -171,7 +171,10 @@ def pretrain(
     window: list[float] = []
     loop_start = time.perf_counter()
     model.train()
-    with _progress(show_progress) as progress:
+    # A bar on a terminal; elsewhere (CI, nohup, a log file) each curve point is a log line.
+    live = show_progress and live_display()
+    point_level = logging.INFO if show_progress and not live else logging.DEBUG
+    with _progress(live) as progress:
         task = progress.add_task("pretrain", total=config.max_steps, status="")
         for step in range(config.max_steps):
             lr = lr_at(step, config)
@@ -199,7 +202,15 @@ def pretrain(
                     )
                 )
                 window.clear()
-                logger.debug("step %d: %s", done, curve[-1])
+                point = curve[-1]
+                logger.log(
+                    point_level,
+                    "step %d/%d: train loss %.3f, val loss %.3f",
+                    done,
+                    config.max_steps,
+                    point["train_loss"],
+                    point["val_loss"],
+                )
             tok_s = done * batch.numel() / max(1e-9, time.perf_counter() - loop_start)
             status = f"loss {loss.item():.3f} val {curve[-1]['val_loss']:.3f} {tok_s:,.0f} tok/s"
             progress.update(task, advance=1, status=status)

@@ -16,6 +16,7 @@ from typing import Any
 
 from apl.config import APLConfig
 from apl.errors import RunStoreError
+from apl.store.label_people import AgreementSummary, read_agreement
 from apl.store.ledger import Spend
 from apl.store.run_dir import CONFIG_FILE, FINAL_MODEL_DIR, load_run_dir
 from apl.types import Verdict
@@ -50,31 +51,49 @@ class RunRecord:
     metrics: dict[int, dict[str, float | None]]
     acquired: list[AcquiredPair]
     spend: Spend
-    labels: int  # usable (A/B) labels held
+    labels: int  # paid usable (A/B) labels held
     complete: bool
     strategy: str = ""  # set by group_runs
     unannotated: int = 0  # labelled pairs without a bt_prob (acquisition did not annotate)
     group_values: dict[str, Any] = field(default_factory=dict)
+    annotators: AgreementSummary | None = None  # people who labelled (oracle `web`), if any
+    pseudo_labels: int = 0  # the policy's own preferences it trained on (never paid)
 
     @property
     def seed(self) -> int:
         """The run's seed."""
         return self.config.seed
 
+    def metric_by_size(self, key: str) -> dict[int, float]:
+        """{PLANNED labelled-set size (round x M): metric `key`} for rounds with a finite value.
+
+        Keyed by plan, not by labels held: a round that ended short (the judge answered too few
+        pairs; see loop/top_up.py) still belongs to its column, so one short seed cannot fall
+        out of a table. `labels_held` says how many labels each evaluated round really had.
+        """
+        M = self.config.loop.query_size
+        out = {}
+        for round, row in sorted(self.metrics.items()):
+            value = row.get(key)
+            if round < 1 or value is None or math.isnan(value):  # NaN: nothing judged
+                continue
+            out[round * M] = value
+        return out
+
+    def labels_held(self) -> dict[int, int | None]:
+        """{planned size: paid labels held then (`label/total`)} per round with a win-rate."""
+        M = self.config.loop.query_size
+        held = {}
+        for size in self.metric_by_size("eval/win_rate"):
+            total = self.metrics[size // M].get("label/total")
+            held[size] = None if total is None else int(total)
+        return held
+
     def win_rates(self) -> dict[int, tuple[float, float | None]]:
         """{labelled-set size: (win-rate, its stderr)} for every evaluated round."""
-        out = {}
-        M = self.config.loop.query_size
-        for round, row in sorted(self.metrics.items()):
-            rate = row.get("eval/win_rate")
-            if round < 1 or rate is None or math.isnan(rate):  # NaN: nothing judged
-                continue
-            size = row.get("label/total")
-            out[int(size) if size is not None else round * M] = (
-                rate,
-                row.get("eval/win_rate_stderr"),
-            )
-        return out
+        rates = self.metric_by_size("eval/win_rate")
+        errors = self.metric_by_size("eval/win_rate_stderr")
+        return {size: (rate, errors.get(size)) for size, rate in rates.items()}
 
 
 def discover_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -115,13 +134,15 @@ def load_run(path: Path) -> RunRecord:
         metrics = ledger.metrics()
         spend = ledger.spend()
         rounds = ledger.rounds()
-        labels = len(ledger.preferences())
+        labels, pseudo = ledger.label_counts()
         for round in rounds:
             extras = {c.id: c.pair.extras for c in ledger.candidates(round)}
             for candidate_id, judgement in ledger.verdicts(round).items():
                 verdict = Verdict(judgement.verdict)
                 if verdict not in (Verdict.A, Verdict.B):
                     continue  # ties and invalid verdicts neither agree nor disagree
+                if "pseudo_label" in extras[candidate_id]:
+                    continue  # the policy's own preference agrees with itself: not evidence
                 bt = extras[candidate_id].get("bt_prob")
                 if bt is None:
                     unannotated += 1
@@ -132,7 +153,16 @@ def load_run(path: Path) -> RunRecord:
         rounds.get(r) == "evaluated" for r in range(1, num_rounds + 1)
     )
     return RunRecord(
-        path, directory.config, metrics, acquired, spend, labels, complete, unannotated=unannotated
+        path,
+        directory.config,
+        metrics,
+        acquired,
+        spend,
+        labels,
+        complete,
+        unannotated=unannotated,
+        annotators=read_agreement(directory.ledger_path),
+        pseudo_labels=pseudo,
     )
 
 
@@ -184,6 +214,13 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[dict[str, list[RunRecord]], 
     for record in records:
         if not record.complete:
             logger.warning("Run %s is incomplete; its evaluated rounds are included.", record.path)
+        short = {n: h for n, h in record.labels_held().items() if h is not None and h < n}
+        if short:
+            logger.warning(
+                "Run %s held fewer labels than planned (%s); it is reported at its planned sizes.",
+                record.path,
+                ", ".join(f"{h} at {n}" for n, h in short.items()),
+            )
     groups, by = group_runs(records)
     for runs in groups.values():
         runs.sort(key=lambda r: (r.seed, str(r.path)))

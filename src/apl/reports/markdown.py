@@ -10,9 +10,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from apl.errors import DataError
+from apl.reports.annotators import annotators_markdown
 from apl.reports.calibration import calibration, calibration_markdown
 from apl.reports.collect import RunRecord, load_runs
+from apl.reports.compute import compute_markdown
 from apl.reports.figures import bt_histograms, histogram_markdown, plot_bt_histograms, plot_win_rate
+from apl.reports.paired import (
+    METRICS,
+    efficiency_interval_markdown,
+    efficiency_intervals,
+    paired_differences,
+    paired_markdown,
+)
 from apl.reports.tables import (
     aggregate,
     efficiency_markdown,
@@ -102,10 +111,10 @@ def report_markdown(
     files = write_csvs(groups, points, out_dir)
     files.append(plot_win_rate(points, out_dir / "win_rate.png"))
     hists = bt_histograms(groups)
-    parts = [
-        "# apl report\n",
-        _describe(groups, by),
-        "## Win-rate at each labelled-set size (paper Table 2)\n",
+    references = random_references(groups)
+    parts = ["# apl report\n", _describe(groups, by), *_paired_section(groups, references)]
+    parts += [
+        "## Win-rate at each labelled-set size, seeds pooled (paper Table 2)\n",
         (
             "Mean ± standard error (std with ddof=1 / sqrt(seeds)), seeds in brackets; the best "
             "mean in each row is in bold.\n"
@@ -115,7 +124,7 @@ def report_markdown(
         "![win-rate against labels](win_rate.png)\n",
         "## Label efficiency\n",
     ]
-    efficiency = label_efficiency(points, random_references(groups))
+    efficiency = label_efficiency(points, references)
     if efficiency:
         parts += [
             (
@@ -159,8 +168,59 @@ def report_markdown(
         parts.append(
             "No acquired pair carries `bt_prob` (acquisition ran with `annotate: false`).\n"
         )
+    parts += [
+        "## Compute beside labels\n",
+        (
+            "Mean per run of what acquisition and training cost (apl.loop.compute: tokens "
+            "sampled for acquisition, reference and frozen-feature forward rows, preference "
+            "pairs through DPO forward+backward, wall seconds), and acquisition + training "
+            "seconds against the random reference. Evaluation is the same for every strategy "
+            "and left out.\n"
+        ),
+        compute_markdown(groups, references),
+    ]
     parts += ["## Oracle spend\n", spend_markdown(groups)]
+    people = [(str(r.path), r.annotators) for rs in groups.values() for r in rs if r.annotators]
+    if people:
+        parts += [
+            "## Annotators\n",
+            (
+                "People who labelled (`oracle.name=web`): answers, time from a pair being shown "
+                "to its answer (page answers only), and agreement with the other annotators of "
+                "the same pairs (skips excluded).\n"
+            ),
+            annotators_markdown(people),
+        ]
     return "\n".join(parts), files
+
+
+def _paired_section(groups: dict[str, list[RunRecord]], references: dict[str, str]) -> list[str]:
+    """The default comparison: strategy minus random by seed, per metric, and its efficiency."""
+    parts = ["## Each strategy against random, paired by seed\n"]
+    rows_by_metric = {m: paired_differences(groups, references, m) for m in METRICS}
+    if not any(rows_by_metric.values()):
+        return parts + ["No strategy shares a seed with a `random` run of the same settings.\n"]
+    parts.append(
+        "Runs with one seed share evaluation prompts, baseline completions and sampling streams "
+        "(and, for rules that are random at cold start, their first round), so the per-seed "
+        "difference is the comparison; SE = std (ddof=1) of the differences / sqrt(pairs); "
+        "2 SE is the smallest difference these seeds could tell from zero.\n"
+    )
+    for metric, rows in rows_by_metric.items():
+        if rows:
+            parts += [f"### {METRICS[metric]} (`{metric}`)\n", paired_markdown(rows)]
+    intervals = efficiency_intervals(groups, references)
+    if intervals:
+        parts += [
+            "### Labels random needs to match each strategy, with a bootstrap interval\n",
+            (
+                "Linear interpolation on random's mean win-rate curve; 95% percentile interval "
+                "over 2,000 resamples of the seeds (each strategy run kept with its random run). "
+                "A saving above 1x means fewer labels than random for the same win-rate.\n"
+            ),
+            efficiency_interval_markdown(intervals),
+        ]
+    return parts
 
 
 def write_report(
@@ -168,6 +228,15 @@ def write_report(
 ) -> ReportFiles:
     """Write `output/report.md` plus PNG figures and CSVs for the runs under `paths`."""
     out_dir = Path(output)
+    # Checked before any run is read: a wrong path fails at once and nothing is written.
+    blocker = next((p for p in (out_dir, *out_dir.absolute().parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise DataError(f"--output {out_dir}: {blocker} is a file; choose a directory.")
+    if consistency_dir is not None and not (Path(consistency_dir) / "consistency.json").is_file():
+        raise DataError(
+            f"--consistency {consistency_dir} holds no consistency.json; pass the --output-dir "
+            "of `apl judge consistency`."
+        )
     groups, by = load_runs(paths)
     out_dir.mkdir(parents=True, exist_ok=True)
     text, files = report_markdown(groups, by, out_dir)

@@ -164,10 +164,17 @@ def efficiency_markdown(rows: list[Efficiency]) -> str:
 
 
 def spend_markdown(groups: dict[str, list[RunRecord]]) -> str:
-    """Oracle spend per strategy, summed over its runs (USD, calls, cache hits, labels)."""
+    """Oracle spend per strategy, summed over its runs (USD, calls, cache hits, labels).
+
+    Pseudo-labels (the policy's own preferences, never paid) get a column of their own when any
+    run has them; they are never in `labels`, calls or USD.
+    """
+    pseudo = any(r.pseudo_labels for runs in groups.values() for r in runs)
+    extra = " pseudo-labels (not paid) |" if pseudo else ""
     lines = [
-        "| strategy | runs | label USD | eval USD | total USD | oracle calls | cache hits | labels |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| strategy | runs | label USD | eval USD | total USD | oracle calls | cache hits | labels |"
+        + extra,
+        "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if pseudo else ""),
     ]
     for strategy, runs in groups.items():
         label = sum(r.spend.label_usd for r in runs)
@@ -175,8 +182,10 @@ def spend_markdown(groups: dict[str, list[RunRecord]]) -> str:
         calls = sum(r.spend.oracle_calls for r in runs)
         hits = sum(r.spend.cache_hits for r in runs)
         labels = sum(r.labels for r in runs)
+        cells = f" {sum(r.pseudo_labels for r in runs)} |" if pseudo else ""
         lines.append(
-            f"| {strategy} | {len(runs)} | {label:.4f} | {ev:.4f} | {label + ev:.4f} | {calls} | {hits} | {labels} |"
+            f"| {strategy} | {len(runs)} | {label:.4f} | {ev:.4f} | {label + ev:.4f} | {calls} | "
+            f"{hits} | {labels} |" + cells
         )
     return "\n".join(lines) + "\n"
 
@@ -184,7 +193,8 @@ def spend_markdown(groups: dict[str, list[RunRecord]]) -> str:
 def write_csvs(
     groups: dict[str, list[RunRecord]], points: dict[str, list[Point]], out_dir: Path
 ) -> list[Path]:
-    """`aggregated.csv` (strategy x size: mean, stderr, seeds) and `runs.csv` (every run x round)."""
+    """`aggregated.csv` (strategy x planned size: mean, stderr, seeds) and `runs.csv` (every run x
+    round, with the labels it really held)."""
     aggregated, per_run = out_dir / "aggregated.csv", out_dir / "runs.csv"
     with aggregated.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -194,9 +204,12 @@ def write_csvs(
                 writer.writerow([p.strategy, p.labels, p.mean, p.stderr, p.seeds])
     with per_run.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["strategy", "seed", "run_dir", "labels", "win_rate", "win_rate_stderr"])
+        writer.writerow(
+            ["strategy", "seed", "run_dir", "labels", "labels_held", "win_rate", "win_rate_stderr"]
+        )
         for strategy, runs in groups.items():
             for run in runs:
+                held = run.labels_held()
                 for size, (rate, se) in run.win_rates().items():
-                    writer.writerow([strategy, run.seed, str(run.path), size, rate, se])
+                    writer.writerow([strategy, run.seed, str(run.path), size, held[size], rate, se])
     return [aggregated, per_run]

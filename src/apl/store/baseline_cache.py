@@ -33,7 +33,10 @@ def baseline_identity(
     `model_fingerprint` identifies the weights (e.g. a hash of the weight files), since
     `model_name_or_path` alone does not when a local directory is rewritten.
     """
+    # Only a non-empty `generation.stop` is named, so baselines cached before it existed still hit.
+    stop = {"stop": config.generation.stop} if config.generation.stop else {}
     return {
+        **stop,
         "model": config.model.model_name_or_path,
         "model_fingerprint": model_fingerprint,
         "dtype": config.model.dtype,

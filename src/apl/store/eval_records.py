@@ -17,6 +17,7 @@ from apl.store.ledger_schema import (
     JUDGEMENT_PLACEHOLDERS,
     decode_completion,
     encode_ids,
+    encode_messages,
     judgement_from_row,
     judgement_values,
     prompt_from_row,
@@ -52,8 +53,12 @@ class EvalRecords:
                 )
             if not stored:
                 self._conn.executemany(
-                    "INSERT INTO eval_prompts VALUES (?, ?, ?, ?, ?)",
-                    [(i, p.uid, p.text, p.reference, p.label) for i, p in enumerate(prompts)],
+                    "INSERT INTO eval_prompts (position, uid, text, reference, label, messages) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (i, p.uid, p.text, p.reference, p.label, encode_messages(p.messages))
+                        for i, p in enumerate(prompts)
+                    ],
                 )
 
     @_guarded
@@ -61,7 +66,8 @@ class EvalRecords:
         """The fixed eval prompts in their stored order (empty before the first save)."""
         rows = self._conn.execute(
             "SELECT uid AS prompt_uid, text AS prompt_text, reference AS prompt_reference, "
-            "label AS prompt_label FROM eval_prompts ORDER BY position"
+            "label AS prompt_label, messages AS prompt_messages FROM eval_prompts "
+            "ORDER BY position"
         ).fetchall()
         return [prompt_from_row(r) for r in rows]
 

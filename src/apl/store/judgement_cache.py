@@ -28,12 +28,13 @@ CREATE TABLE IF NOT EXISTS judgements (
     cost_usd REAL NOT NULL,
     latency_s REAL NOT NULL,
     retries INTEGER NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    probability REAL
 )
 """
 COLUMNS = (
     "judge_id, verdict, rationale, shown_order, prompt_tokens, completion_tokens, "
-    "cost_usd, latency_s, retries"
+    "cost_usd, latency_s, retries, probability"
 )
 
 
@@ -51,12 +52,24 @@ class JudgementCache:
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable at commit
             self._conn.execute(SCHEMA)
+            self._add_probability_column()
         except (sqlite3.Error, OSError) as err:
             raise RunStoreError(
                 f"Judgement cache {self.path} cannot be opened ({err}); "
                 "point it at a writable file or delete a corrupt one."
             ) from None
         self._lock = threading.Lock()
+
+    def _add_probability_column(self) -> None:
+        # Caches written before judgements carried a probability: add the nullable column once
+        # (idempotent, checked against PRAGMA table_info); old rows read back as None.
+        have = {r[1] for r in self._conn.execute("PRAGMA table_info(judgements)")}
+        if "probability" not in have:
+            try:
+                self._conn.execute("ALTER TABLE judgements ADD COLUMN probability REAL")
+            except sqlite3.OperationalError as err:  # another process added it first
+                if "duplicate column" not in str(err):
+                    raise
 
     def get(self, key: str) -> Judgement | None:
         """The stored judgement for `key` (with `from_cache=True`), or None."""
@@ -66,7 +79,7 @@ class JudgementCache:
             ).fetchone()
         if row is None:
             return None
-        judge_id, verdict, rationale, order, p_tok, c_tok, cost, latency, retries = row
+        judge_id, verdict, rationale, order, p_tok, c_tok, cost, latency, retries, prob = row
         return Judgement(
             verdict=Verdict(verdict),
             rationale=rationale,
@@ -78,6 +91,7 @@ class JudgementCache:
             from_cache=True,
             judge_id=judge_id,
             retries=retries,
+            probability=prob,
         )
 
     def put(self, key: str, judgement: Judgement) -> None:
@@ -94,13 +108,14 @@ class JudgementCache:
             j.cost_usd,
             j.latency_s,
             j.retries,
+            j.probability,
             time.time(),
         )
         try:
             with self._lock:
                 self._conn.execute(
                     f"INSERT OR IGNORE INTO judgements (key, {COLUMNS}, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     values,
                 )
         except sqlite3.Error as err:

@@ -24,9 +24,11 @@ from apl.store.ledger_schema import (
     JUDGEMENT_FIELDS,
     JUDGEMENT_PLACEHOLDERS,
     PHASES,
+    SOURCES,
     connect,
     decode_completion,
     encode_ids,
+    encode_messages,
     judgement_from_row,
     judgement_values,
     prompt_from_row,
@@ -62,12 +64,13 @@ class LabelledPair:
     score: float | None
     preference: Preference
     judgement: Judgement
+    source: str = "oracle"  # "pseudo": the policy's own preference, never a paid label
 
 
 _CANDIDATE_COLUMNS = (
     "round, rank, prompt_uid, prompt_text, prompt_reference, prompt_label, "
     "a_text, a_token_ids, a_logp, b_text, b_token_ids, b_logp, "
-    "ref_logp_a, ref_logp_b, score, extras"
+    "ref_logp_a, ref_logp_b, score, extras, prompt_messages"
 )
 
 
@@ -152,32 +155,56 @@ class Ledger(EvalRecords, ProgressRecords):
             self._conn.execute(
                 "INSERT INTO rounds VALUES (?, 'candidates', ?)", (round, time.time())
             )
-            rows = [
-                (
-                    round,
-                    rank,
-                    p.prompt.uid,
-                    p.prompt.text,
-                    p.prompt.reference,
-                    p.prompt.label,
-                    p.a.text,
-                    encode_ids(p.a.token_ids),
-                    p.a.logp,
-                    p.b.text,
-                    encode_ids(p.b.token_ids),
-                    p.b.logp,
-                    p.ref_logp_a,
-                    p.ref_logp_b,
-                    p.score,
-                    json.dumps(p.extras),
-                )
-                for rank, p in enumerate(pairs)
-            ]
-            self._conn.executemany(
-                f"INSERT INTO candidates ({_CANDIDATE_COLUMNS}) VALUES ({', '.join('?' * 16)})",
-                rows,
-            )
+            self._insert_candidates(round, pairs, first_rank=0)
         return self.candidates(round)
+
+    @_guarded
+    def add_candidates(self, round: int, pairs: Sequence[Pair]) -> list[Candidate]:
+        """Append ranked pairs after a round's last rank, in one transaction (a top-up).
+
+        Only while the round is still being labelled (phase `candidates`); raises ValueError
+        otherwise. Returns the round's candidates, old and new, in rank order.
+        """
+        with transaction(self._conn):
+            row = self._conn.execute(
+                "SELECT phase FROM rounds WHERE round = ?", (round,)
+            ).fetchone()
+            if row is None or row[0] != "candidates":
+                state = "has no candidates" if row is None else f"is already {row[0]!r}"
+                raise ValueError(f"round {round} {state}; only a round being labelled grows")
+            (last,) = self._conn.execute(
+                "SELECT MAX(rank) FROM candidates WHERE round = ?", (round,)
+            ).fetchone()
+            self._insert_candidates(round, pairs, first_rank=0 if last is None else last + 1)
+        return self.candidates(round)
+
+    def _insert_candidates(self, round: int, pairs: Sequence[Pair], first_rank: int) -> None:
+        rows = [
+            (
+                round,
+                first_rank + rank,
+                p.prompt.uid,
+                p.prompt.text,
+                p.prompt.reference,
+                p.prompt.label,
+                p.a.text,
+                encode_ids(p.a.token_ids),
+                p.a.logp,
+                p.b.text,
+                encode_ids(p.b.token_ids),
+                p.b.logp,
+                p.ref_logp_a,
+                p.ref_logp_b,
+                p.score,
+                json.dumps(p.extras),
+                encode_messages(p.prompt.messages),
+            )
+            for rank, p in enumerate(pairs)
+        ]
+        self._conn.executemany(
+            f"INSERT INTO candidates ({_CANDIDATE_COLUMNS}) VALUES ({', '.join('?' * 17)})",
+            rows,
+        )
 
     @_guarded
     def candidates(self, round: int) -> list[Candidate]:
@@ -188,13 +215,21 @@ class Ledger(EvalRecords, ProgressRecords):
         return [Candidate(r["id"], r["round"], r["rank"], _pair_from_row(r)) for r in rows]
 
     @_guarded
-    def record_verdict(self, candidate_id: int, judgement: Judgement) -> bool:
-        """Commit one verdict now; False (and nothing written) if the candidate already has one."""
+    def record_verdict(
+        self, candidate_id: int, judgement: Judgement, source: str = "oracle"
+    ) -> bool:
+        """Commit one verdict now; False (and nothing written) if the candidate already has one.
+
+        `source="pseudo"` marks the policy's own preference (active-query acquisition): it
+        trains like a label but is never counted as a paid label or in spend.
+        """
+        if source not in SOURCES:
+            raise ValueError(f"verdict source {source!r} is not one of {SOURCES}")
         with transaction(self._conn):
             cur = self._conn.execute(
-                f"INSERT OR IGNORE INTO verdicts (candidate_id, {JUDGEMENT_FIELDS}) "
-                f"VALUES (?, {JUDGEMENT_PLACEHOLDERS})",
-                (candidate_id, *judgement_values(judgement)),
+                f"INSERT OR IGNORE INTO verdicts (candidate_id, {JUDGEMENT_FIELDS}, source) "
+                f"VALUES (?, {JUDGEMENT_PLACEHOLDERS}, ?)",
+                (candidate_id, *judgement_values(judgement), source),
             )
         if cur.rowcount == 0:
             kept = self.verdict_for(candidate_id)
@@ -227,13 +262,18 @@ class Ledger(EvalRecords, ProgressRecords):
         return {r["candidate_id"]: judgement_from_row(r) for r in rows}
 
     @_guarded
-    def labelled(self, up_to_round: int | None = None) -> list[LabelledPair]:
-        """Pairs with an A or B verdict, ordered by (round, rank); ties and invalid are excluded."""
+    def labelled(
+        self, up_to_round: int | None = None, source: str | None = None
+    ) -> list[LabelledPair]:
+        """Pairs with an A or B verdict, ordered by (round, rank); ties and invalid are excluded.
+
+        Paid labels and pseudo-labels alike unless `source` ("oracle" or "pseudo") picks one.
+        """
         rows = self._conn.execute(
             "SELECT c.*, v.* FROM candidates c JOIN verdicts v ON v.candidate_id = c.id "
             "WHERE v.verdict IN ('A', 'B') AND (? IS NULL OR c.round <= ?) "
-            "ORDER BY c.round, c.rank",
-            (up_to_round, up_to_round),
+            "AND (? IS NULL OR v.source = ?) ORDER BY c.round, c.rank",
+            (up_to_round, up_to_round, source, source),
         ).fetchall()
         out = []
         for row in rows:
@@ -248,14 +288,63 @@ class Ledger(EvalRecords, ProgressRecords):
             )
             out.append(
                 LabelledPair(
-                    row["id"], row["round"], row["rank"], pair.score, preference, judgement
+                    row["id"],
+                    row["round"],
+                    row["rank"],
+                    pair.score,
+                    preference,
+                    judgement,
+                    row["source"],
                 )
             )
         return out
 
-    def preferences(self, up_to_round: int | None = None) -> list[Preference]:
-        """The labelled set as DPO preferences, in (round, rank) order; ties/invalid excluded."""
-        return [item.preference for item in self.labelled(up_to_round)]
+    def preferences(
+        self, up_to_round: int | None = None, source: str | None = None
+    ) -> list[Preference]:
+        """The training set as DPO preferences, in (round, rank) order; ties/invalid excluded.
+
+        Pseudo-labels are included (they train) unless `source` picks one kind.
+        """
+        return [item.preference for item in self.labelled(up_to_round, source)]
+
+    @_guarded
+    def label_counts(self) -> tuple[int, int]:
+        """(paid A/B labels, pseudo-labels) held: the labelled-set size counts only the first."""
+        rows = dict(
+            self._conn.execute(
+                "SELECT source, COUNT(*) FROM verdicts WHERE verdict IN ('A', 'B') GROUP BY source"
+            ).fetchall()
+        )
+        return rows.get("oracle", 0), rows.get("pseudo", 0)
+
+    @_guarded
+    def meta(self, key: str) -> str | None:
+        """A run-level value from the `meta` table (e.g. `numerics`), or None if never set."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    @_guarded
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a run-level value in the `meta` table (replacing it) in one transaction."""
+        with transaction(self._conn):
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    @_guarded
+    def replace_ref_logps(
+        self, values: dict[int, tuple[float, float]], meta: dict[str, str]
+    ) -> None:
+        """Overwrite candidates' (ref_logp_a, ref_logp_b) and set `meta`, all in ONE transaction.
+
+        For recomputing every stored reference log-prob at a new precision: a crash leaves
+        either all old values with the old meta or all new values with the new meta.
+        """
+        with transaction(self._conn):
+            self._conn.executemany(
+                "UPDATE candidates SET ref_logp_a = ?, ref_logp_b = ? WHERE id = ?",
+                [(a, b, candidate_id) for candidate_id, (a, b) in values.items()],
+            )
+            self._conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
 
     @_guarded
     def acquired_prompt_uids(self) -> set[str]:

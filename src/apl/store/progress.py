@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apl.store.fs import guarded
+from apl.store.journal_schema import CALL_TOTALS
 from apl.store.ledger_schema import PHASES, transaction
+from apl.store.spend_journal import JournalTotals
 
 _guarded = guarded("use the ledger")
 
@@ -21,6 +23,11 @@ class Spend:
     eval_usd: float
     oracle_calls: int  # judgements not answered from the judgement cache (label + eval)
     cache_hits: int  # judgements the cache answered, at no cost
+    # From the write-ahead call journal (paid judges only), over every process of the run:
+    counted_usd: float = 0.0  # what oracle.budget_usd is checked against: every request, a
+    # failed one at what it may have cost, an unsettled one at its worst case
+    requests: int = 0  # HTTP requests, retries included: what oracle.max_calls is checked against
+    unsettled: int = 0  # requests in flight, or lost in flight when a process died
 
     @property
     def total_usd(self) -> float:
@@ -36,12 +43,16 @@ class RunStatus:
     rounds_done: int  # rounds whose phase reached `trained`
     round: int | None  # the latest round started, if any
     phase: str | None  # its phase
-    labels: int  # A/B verdicts: pairs DPO trains on
-    verdicts: int  # every label verdict, ties and invalid included
+    labels: int  # paid A/B verdicts: the labelled set
+    verdicts: int  # every paid label verdict, ties and invalid included
     spend: Spend
     win_rate: float | None  # latest `eval/win_rate`
     win_rate_stderr: float | None
     win_rate_round: int | None
+    budget_usd: float | None = None  # the run's oracle.budget_usd / max_calls (None: no limit)
+    max_calls: int | None = None
+    sweep: JournalTotals | None = None  # the sweep's shared spend and limits, if it has one
+    pseudo_labels: int = 0  # the policy's own preferences it also trained on (never paid)
 
 
 class ProgressRecords:
@@ -102,9 +113,19 @@ class ProgressRecords:
                 f"SELECT COALESCE(SUM(cost_usd), 0.0), COALESCE(SUM(from_cache = 0), 0), "
                 f"COALESCE(SUM(from_cache = 1), 0) FROM {table}"
             ).fetchone()
-            for table in ("verdicts", "eval_verdicts")
+            # pseudo-labels are the policy's own preferences: no oracle call, no spend
+            for table in ("verdicts WHERE source = 'oracle'", "eval_verdicts")
         ]
-        return Spend(sums[0][0], sums[1][0], sums[0][1] + sums[1][1], sums[0][2] + sums[1][2])
+        counted, requests, unsettled = self._conn.execute(CALL_TOTALS).fetchone()
+        return Spend(
+            sums[0][0],
+            sums[1][0],
+            sums[0][1] + sums[1][1],
+            sums[0][2] + sums[1][2],
+            counted,
+            requests,
+            unsettled,
+        )
 
     @_guarded
     def status(self, num_rounds: int) -> RunStatus:
@@ -116,9 +137,13 @@ class ProgressRecords:
         done = sum(PHASES.index(p) >= PHASES.index("trained") for p in rounds.values())
         counts = dict(
             self._conn.execute(
-                "SELECT verdict IN ('A', 'B'), COUNT(*) FROM verdicts GROUP BY 1"
+                "SELECT verdict IN ('A', 'B'), COUNT(*) FROM verdicts WHERE source = 'oracle' "
+                "GROUP BY 1"
             ).fetchall()
         )
+        pseudo = self._conn.execute(
+            "SELECT COUNT(*) FROM verdicts WHERE source = 'pseudo' AND verdict IN ('A', 'B')"
+        ).fetchone()[0]
         win = self._conn.execute(
             "SELECT round, value FROM metrics WHERE key = 'eval/win_rate' "
             "ORDER BY round DESC LIMIT 1"
@@ -137,6 +162,7 @@ class ProgressRecords:
             phase=rounds.get(latest) if latest is not None else None,
             labels=counts.get(1, 0),
             verdicts=counts.get(1, 0) + counts.get(0, 0),
+            pseudo_labels=pseudo,
             spend=self.spend(),
             win_rate=win[1] if win else None,
             win_rate_stderr=stderr,

@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from apl.config import APLConfig, config_from_dict, dump_config
 from apl.errors import RunStoreError
 from apl.store.fs import replace_dir_atomic, storage_errors, write_text_atomic
 from apl.store.ledger import Ledger, RunStatus
+from apl.store.spend_journal import CallJournal, sweep_spend_file
 
 logger = logging.getLogger(__name__)
 
@@ -108,9 +109,18 @@ class RunDir:
         return Ledger(self.ledger_path)
 
     def status(self) -> RunStatus:
-        """Progress summary for `apl status` (rounds out of config.loop.num_rounds)."""
+        """Progress summary for `apl status`: rounds of config.loop.num_rounds, spend and limits."""
         with self.open_ledger() as ledger:
-            return ledger.status(self.config.loop.num_rounds)
+            status = ledger.status(self.config.loop.num_rounds)
+        oracle = self.config.oracle.kwargs
+        status = replace(
+            status, budget_usd=oracle.get("budget_usd"), max_calls=oracle.get("max_calls")
+        )
+        sweep_file = sweep_spend_file(self.ledger_path)
+        if sweep_file is not None and sweep_file.is_file():
+            with CallJournal.for_sweep(sweep_file) as sweep:
+                status = replace(status, sweep=sweep.totals())
+        return status
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -204,17 +214,31 @@ def _save_pretrained(model: Any, tokenizer: Any, directory: Path) -> None:
         tokenizer.save_pretrained(directory)
 
 
-def open_run_dir(config: APLConfig) -> RunDir:
-    """Create `config.output_dir` for a new run, or reopen it if it holds this same config.
+def check_run_dir(config: APLConfig) -> None:
+    """Raise RunStoreError if `open_run_dir(config)` would refuse the directory; writes nothing.
 
-    Raises RunStoreError if the directory holds a different config (naming the first key
-    that differs), is a non-empty directory that is not an apl run, or is not writable.
+    Refused: a path that is a file (or lies under one), a directory holding a different config
+    (naming the first key that differs), a non-empty directory that is not an apl run, or an
+    unwritable parent.
     """
     path = Path(config.output_dir)
-    config_file = path / CONFIG_FILE
-    with storage_errors("create the run directory", path):
-        path.mkdir(parents=True, exist_ok=True)
-    if config_file.exists():
+    if path.exists() and not path.is_dir():
+        raise RunStoreError(
+            f"output_dir {path} is a file, not a directory; choose a new or empty output_dir."
+        )
+    if not path.exists():
+        parent = next((p for p in path.absolute().parents if p.exists()), Path("/"))
+        if not parent.is_dir():
+            raise RunStoreError(
+                f"output_dir {path}: {parent} is a file, not a directory; choose another output_dir."
+            )
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise RunStoreError(
+                f"Cannot create the run directory {path}: permission denied on {parent}; make "
+                "it writable or choose another output_dir."
+            )
+        return
+    if (path / CONFIG_FILE).exists():
         stored = _read_stored_config(path)
         diff = _first_difference(stored, config.model_dump(mode="json"))
         if diff is not None:
@@ -224,14 +248,30 @@ def open_run_dir(config: APLConfig) -> RunDir:
                 f"{new!r} here; use a new output_dir, or `apl resume {path}` to continue "
                 "with the stored config."
             )
-        return RunDir(path, config, created=False)
+        return
     ours = (CONFIG_FILE, LEDGER_FILE)
-    foreign = [e.name for e in path.iterdir() if not e.name.startswith(".") and e.name not in ours]
+    with storage_errors("read", path):
+        names = [e.name for e in path.iterdir()]
+    foreign = [name for name in names if not name.startswith(".") and name not in ours]
     if foreign:
         raise RunStoreError(
             f"output_dir {path} is not empty and is not an apl run (no {CONFIG_FILE}; holds "
             f"{sorted(foreign)[0]!r}); choose a new or empty output_dir."
         )
+
+
+def open_run_dir(config: APLConfig) -> RunDir:
+    """Create `config.output_dir` for a new run, or reopen it if it holds this same config.
+
+    Raises RunStoreError where `check_run_dir` does, before anything is created.
+    """
+    check_run_dir(config)
+    path = Path(config.output_dir)
+    config_file = path / CONFIG_FILE
+    with storage_errors("create the run directory", path):
+        path.mkdir(parents=True, exist_ok=True)
+    if config_file.exists():
+        return RunDir(path, config, created=False)
     write_text_atomic(config_file, dump_config(config))  # first: marks the directory as ours
     logger.info("Created run directory %s", path)
     return RunDir(path, config, created=True)

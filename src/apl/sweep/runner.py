@@ -4,7 +4,10 @@ Subprocesses isolate crashes and make the sweep resumable for free: a run whose 
 every round evaluated and whose final model is saved is skipped, an interrupted one is
 continued with `apl resume`, and a new one is started with `apl run --config`. On CPU the
 concurrent runs share the cores (each child gets `OMP_NUM_THREADS` = cores / parallel); on
-CUDA each run gets one visible GPU through `CUDA_VISIBLE_DEVICES`.
+CUDA each run gets one visible GPU through `CUDA_VISIBLE_DEVICES`. A sweep-wide judge limit
+(`budget_usd` / `max_calls` in the spec) lives in `sweep_spend.sqlite` at the root; every run's
+ledger is linked to it before anything starts, so each child (and a later `apl resume` of
+it) reserves every call there too.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from apl.config import dump_config
 from apl.errors import ConfigError
-from apl.log import console
+from apl.log import console, live_display
 from apl.store.ledger import Ledger
-from apl.store.run_dir import CONFIG_FILE, FINAL_MODEL_DIR, LEDGER_FILE, open_run_dir
+from apl.store.run_dir import CONFIG_FILE, FINAL_MODEL_DIR, LEDGER_FILE, check_run_dir, open_run_dir
+from apl.store.spend_journal import SWEEP_SPEND_FILE, CallJournal, link_run
 from apl.sweep.spec import SweepRun, SweepSpec
 
 logger = logging.getLogger(__name__)
@@ -50,7 +54,7 @@ def run_state(run: SweepRun) -> RunState:
     """`new`, `incomplete` or `complete`; a run dir holding another config is a RunStoreError."""
     if not (run.run_dir / CONFIG_FILE).is_file():
         return "new"
-    open_run_dir(run.config)  # only compares: raises naming the first key that differs
+    check_run_dir(run.config)  # only compares: raises naming the first key that differs
     return "complete" if is_complete(run.run_dir, run.config.loop.num_rounds) else "incomplete"
 
 
@@ -69,7 +73,7 @@ def plan_sweep(spec: SweepSpec) -> list[PlannedRun]:
 
     Registry names and options are checked first, so a typo fails before any run starts.
     """
-    from apl.loop.components import validate_config  # imports the stages; only needed here
+    from apl.loop.checks import validate_config  # imports the stage registries; only needed here
 
     for run in spec.runs:
         try:
@@ -227,11 +231,37 @@ def _launch(item: PlannedRun, slots: queue.Queue[dict[str, str]]) -> RunOutcome:
     return RunOutcome(run.name, run.run_dir, action, ok, code, seconds, item.log_path, detail)
 
 
+def share_spend_limit(spec: SweepSpec) -> Path | None:
+    """Write the sweep's limits to its spend file and link every run to it; None: no limit.
+
+    A new run's directory is created here (with its config), so its first process already
+    counts against the sweep. Each run's earlier spend is added once.
+    """
+    path = spec.root / SWEEP_SPEND_FILE
+    if spec.budget_usd is None and spec.max_calls is None and not path.is_file():
+        return None
+    spec.root.mkdir(parents=True, exist_ok=True)
+    with CallJournal.for_sweep(path) as journal:
+        journal.set_limits(spec.budget_usd, spec.max_calls)
+    for run in spec.runs:
+        run_dir = open_run_dir(run.config)
+        with run_dir.exclusive():  # not while a process of that run is buying labels
+            link_run(run_dir.ledger_path, path, run.name)
+    return path
+
+
 def run_sweep(
     spec: SweepSpec, parallel: int | None = None, threads: int | None = None
 ) -> SweepResult:
     """Finish every run of `spec`: skip complete ones, resume incomplete ones, start new ones."""
     planned = plan_sweep(spec)
+    if share_spend_limit(spec) is not None:
+        logger.info(
+            "Sweep limit: budget_usd %s, max_calls %s over all runs (%s)",
+            spec.budget_usd,
+            spec.max_calls,
+            spec.root / SWEEP_SPEND_FILE,
+        )
     todo = [p for p in planned if p.command is not None]
     outcomes: dict[str, RunOutcome] = {
         p.run.name: RunOutcome(p.run.name, p.run.run_dir, "skip", True, None, 0.0, p.log_path)
@@ -250,12 +280,14 @@ def run_sweep(
         slots: queue.Queue[dict[str, str]] = queue.Queue()
         for slot in slot_envs:
             slots.put(slot)
+        # A bar on a terminal; elsewhere (CI, nohup, a log file) one log line per finished run.
         progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             console=console,
+            disable=not live_display(),
         )
         with progress, ThreadPoolExecutor(max_workers=len(slot_envs)) as pool:
             bar = progress.add_task(f"sweep ({len(slot_envs)} at a time)", total=len(todo))
@@ -278,4 +310,13 @@ def run_sweep(
                     )
                 outcomes[outcome.name] = outcome
                 progress.advance(bar)
+                if progress.disable:
+                    finished = len(outcomes) - (len(planned) - len(todo))
+                    logger.info(
+                        "Sweep: %d/%d runs finished (%s %s)",
+                        finished,
+                        len(todo),
+                        outcome.name,
+                        "ok" if outcome.ok else "FAILED",
+                    )
     return SweepResult([outcomes[p.run.name] for p in planned])

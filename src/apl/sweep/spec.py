@@ -2,7 +2,7 @@
 
 A spec is YAML with `base:` (a run config file, or an inline mapping of config sections),
 `grid:` (dotted keys -> lists of values), `output_dir:` (the sweep root) and optionally
-`parallel:`. Every point of the grid's cartesian product is a full, validated `APLConfig`
+`parallel:`, and `budget_usd:` / `max_calls:`, limits on the judge for all runs together. Every point of the grid's cartesian product is a full, validated `APLConfig`
 whose `output_dir` is `<root>/<acquisition>-seed<seed>[-<key>=<value>...]`.
 """
 
@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from apl.config import APLConfig, apply_overrides, config_from_dict
+from apl.config import APLConfig, apply_overrides, config_from_dict, read_yaml
 from apl.errors import ConfigError
 
 # Keys that name the run directory themselves; every other grid key is spelled out in the name.
@@ -35,6 +34,10 @@ class SweepFile(BaseModel):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     output_dir: str
     parallel: int | None = Field(None, ge=1)  # None: what the cores or GPUs allow
+    # Limits on all runs' judge calls together, on top of each run's own oracle limits;
+    # None: no sweep-wide limit.
+    budget_usd: float | None = Field(None, ge=0)
+    max_calls: int | None = Field(None, ge=0)
 
     @field_validator("grid")
     @classmethod
@@ -69,6 +72,8 @@ class SweepSpec:
     runs: list[SweepRun]
     parallel: int | None = None
     source: str = "sweep spec"
+    budget_usd: float | None = None  # judge spend of all runs together (None: no limit)
+    max_calls: int | None = None  # judge requests of all runs together
 
 
 def _value_text(value: Any) -> str:
@@ -94,12 +99,7 @@ def _read_base(base: str | dict[str, Any], spec_dir: Path, source: str) -> dict[
             f"{source}: base config {base!r} not found (looked at {tried}); give a path relative "
             "to the spec file or the current directory, or an inline mapping."
         )
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(
-            f"{source}: base config {path} is not valid YAML: {err}".splitlines()[0]
-        ) from None
+    data = read_yaml(path, f"{source}: base config {path}") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: base config {path} must be a mapping of config sections.")
     return data
@@ -111,6 +111,8 @@ def build_sweep(
     output_dir: str | Path,
     parallel: int | None = None,
     source: str = "sweep spec",
+    budget_usd: float | None = None,
+    max_calls: int | None = None,
 ) -> SweepSpec:
     """Expand `grid` over `base` into validated runs under `output_dir` (grid order, last key fastest)."""
     root = Path(output_dir)
@@ -134,7 +136,7 @@ def build_sweep(
         seen[name] = values
         data["output_dir"] = str(root / name)
         runs.append(SweepRun(name, config_from_dict(data, source=where), values))
-    return SweepSpec(root, runs, parallel, source)
+    return SweepSpec(root, runs, parallel, source, budget_usd, max_calls)
 
 
 def load_sweep_spec(path: str | Path) -> SweepSpec:
@@ -145,10 +147,7 @@ def load_sweep_spec(path: str | Path) -> SweepSpec:
         raise ConfigError(
             f"Sweep spec {path} does not exist; pass a YAML file with base, grid, output_dir."
         )
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"Sweep spec {path} is not valid YAML: {err}".splitlines()[0]) from None
+    raw = read_yaml(path, f"Sweep spec {path}")
     if not isinstance(raw, dict):
         raise ConfigError(
             f"Sweep spec {path} must be a mapping with base, grid and output_dir keys."
@@ -160,11 +159,20 @@ def load_sweep_spec(path: str | Path) -> SweepSpec:
         loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
         if first["type"] == "extra_forbidden":
             raise ConfigError(
-                f"{source}: unknown key {loc!r}; a sweep spec has base, grid, output_dir, parallel."
+                f"{source}: unknown key {loc!r}; a sweep spec has base, grid, output_dir, "
+                "parallel, budget_usd, max_calls."
             ) from None
         shown = "" if isinstance(first.get("input"), dict) else f" ({first.get('input')!r})"
         raise ConfigError(
             f"{source}: {loc}{shown}: {first['msg'].removeprefix('Value error, ')}"
         ) from None
     base = _read_base(spec.base, path.parent, source)
-    return build_sweep(base, spec.grid, spec.output_dir, spec.parallel, source)
+    return build_sweep(
+        base,
+        spec.grid,
+        spec.output_dir,
+        spec.parallel,
+        source,
+        budget_usd=spec.budget_usd,
+        max_calls=spec.max_calls,
+    )

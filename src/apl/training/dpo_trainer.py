@@ -73,6 +73,8 @@ class DPOTrainer:
         if config.disable_dropout:
             disable_dropout(model)
         self.accelerator = accelerator or make_accelerator(device, autocast_dtype)
+        # `_epoch` accumulates and weights micro-batches itself; accelerate must not divide too.
+        self.accelerator.gradient_accumulation_steps = 1
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ConfigError(
@@ -197,12 +199,11 @@ class DPOTrainer:
         loader = self._loader(train_rows, shuffle=True)
         val_loader = self._loader(val_rows, shuffle=False) if val_rows else None
         max_steps = cfg.max_steps if cfg.max_steps > 0 else None
-        self.accelerator.gradient_accumulation_steps = cfg.gradient_accumulation_steps
         history: list[dict[str, float]] = []
         steps, best_loss, best_state, since_best = 0, math.inf, None, 0
         self.best_epoch = None
         for epoch in range(1, cfg.num_train_epochs + 1):
-            metrics, steps = self._epoch(loader, steps, max_steps)
+            metrics, steps = self._epoch(loader, cfg.gradient_accumulation_steps, steps, max_steps)
             release_free_memory()  # keeps peak RSS flat across epochs (see apl.memory)
             metrics["epoch"] = float(epoch)
             if val_loader is not None:
@@ -237,8 +238,7 @@ class DPOTrainer:
     def _online(self, rows: list[PreferenceRow]) -> list[dict[str, float]]:
         loader = self._loader(rows, shuffle=False)
         # Accumulate over every micro-batch of the newest batch: exactly one optimiser step.
-        self.accelerator.gradient_accumulation_steps = max(1, len(loader))
-        metrics, _ = self._epoch(loader, 0, None)
+        metrics, _ = self._epoch(loader, max(1, len(loader)), 0, None)
         metrics["epoch"] = 1.0
         return [metrics]
 
@@ -281,17 +281,20 @@ class DPOTrainer:
             rejected.detach(),
         )
 
-    def backward(self, batch: dict, scale: float = 1.0) -> tuple[torch.Tensor, ...]:
+    def backward(
+        self, batch: dict, scale: float = 1.0, sync: bool = True
+    ) -> tuple[torch.Tensor, ...]:
         """Backward of `scale` x the batch's mean DPO loss, one chunk at a time.
 
         Each chunk adds its pairs' share (sum of their losses / batch size), so the gradient is
-        the mean over the batch's pairs while only one chunk's graph is held at a time; under
-        DDP only the last chunk's backward all-reduces. Returns compute_loss's per-pair tuple.
+        the mean over the batch's pairs while only one chunk's graph is held at a time. Under
+        DDP only the last chunk's backward all-reduces, and none when `sync` is False (a
+        micro-batch before its step's last). Returns compute_loss's per-pair tuple.
         """
         chunks, size = batch["chunks"], len(batch["ref_chosen"])
         parts = []
         for i, chunk in enumerate(chunks):
-            last = i == len(chunks) - 1
+            last = sync and i == len(chunks) - 1
             with contextlib.nullcontext() if last else self.accelerator.no_sync(self.model):
                 losses, *rest = self._chunk_losses(batch, chunk)
                 self.accelerator.backward(losses.sum() * (scale / size))
@@ -299,27 +302,38 @@ class DPOTrainer:
         return _in_batch_order(batch, parts)
 
     def _epoch(
-        self, loader: DataLoader, steps: int, max_steps: int | None
+        self, loader: DataLoader, accumulation: int, steps: int, max_steps: int | None
     ) -> tuple[dict[str, float], int]:
+        """One pass over `loader`, one optimiser step per `accumulation` micro-batches.
+
+        Each micro-batch's mean loss is weighted by its share of its step's pairs, so every pair
+        weighs the same in every step: the accumulated gradient is the mean-loss gradient over
+        exactly that step's pairs, also for an uneven last micro-batch or a short last group.
+        (accelerate's `accumulate` divides every micro-batch by `gradient_accumulation_steps`,
+        which overweights a short last batch and underweights a short last group.) Under DDP
+        each process weights its own pairs and DDP averages the processes.
+        """
         self.model.train()
         parts: list[tuple[torch.Tensor, ...]] = []
-        for batch in loader:
-            with self.accelerator.accumulate(self.model):
-                per_pair = self.backward(batch)
-                if self.accelerator.sync_gradients and self.config.max_grad_norm is not None:
-                    self.accelerator.clip_grad_norm_(
-                        self.model.parameters(), self.config.max_grad_norm
-                    )
-                self.optimizer.step()
-                self.optimizer.zero_grad()
-            parts.append(self.accelerator.gather_for_metrics(per_pair))
-            if self.accelerator.sync_gradients:
-                steps += 1
-                self.global_step += 1
-                if steps % 16 == 0:
-                    release_free_memory()  # long epochs too (see apl.memory)
-                if max_steps is not None and steps >= max_steps:
-                    break
+        for group in _step_groups(loader, accumulation):
+            pairs = sum(len(b["ref_chosen"]) for b in group)
+            for i, batch in enumerate(group):
+                # The step's mean loss: each micro-batch weighs its pairs' share; DDP
+                # all-reduces only on the step's last backward.
+                per_pair = self.backward(
+                    batch, len(batch["ref_chosen"]) / pairs, sync=i == len(group) - 1
+                )
+                parts.append(self.accelerator.gather_for_metrics(per_pair))
+            if self.config.max_grad_norm is not None:
+                self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+            steps += 1
+            self.global_step += 1
+            if steps % 16 == 0:
+                release_free_memory()  # long epochs too (see apl.memory)
+            if max_steps is not None and steps >= max_steps:
+                break
         metrics = _summarise(parts)
         metrics["train/loss"] = metrics.pop("loss")
         metrics["train/global_step"] = float(self.global_step)
@@ -339,6 +353,18 @@ def _in_batch_order(batch: dict, parts: list[tuple[torch.Tensor, ...]]) -> tuple
     """Per-chunk tuples of per-pair tensors, concatenated and put back in the batch's order."""
     order = torch.cat([chunk["pairs"] for chunk in batch["chunks"]]).argsort()
     return tuple(torch.cat(column)[order] for column in zip(*parts))
+
+
+def _step_groups(loader: DataLoader, size: int) -> Iterator[list[dict[str, torch.Tensor]]]:
+    """The loader's micro-batches in consecutive groups of `size`; the last may be shorter."""
+    group: list[dict[str, torch.Tensor]] = []
+    for batch in loader:
+        group.append(batch)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def _summarise(parts: list[tuple[torch.Tensor, ...]]) -> dict[str, float]:

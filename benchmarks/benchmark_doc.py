@@ -1,0 +1,233 @@
+"""Write docs/RESULTS.md for benchmarks/benchmark.py: protocol, plan, findings, noise, reports."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from benchmark_plan import TARGET_MDD, Plan, Regime, plan_markdown
+from noise import METRICS, noise_markdown, paired_sd
+
+from apl.reports.collect import load_runs
+from apl.reports.paired import efficiency_intervals, paired_differences
+from apl.reports.tables import random_references
+
+RESULT_Z = 2.5  # docs/PROTOCOL.md: one-sided Bonferroni over the 7 primary comparisons
+# A hand-written analysis between these markers survives a regenerated RESULTS.md.
+ANALYSIS_START, ANALYSIS_END = "<!-- analysis:start -->", "<!-- analysis:end -->"
+
+
+def random_curve(groups, reference: str, metric: str) -> list[tuple[int, float]]:
+    """(labels, mean over seeds) of the random reference's `metric`, ascending."""
+    by: dict[int, list[float]] = {}
+    for run in groups[reference]:
+        for n, v in run.metric_by_size(metric).items():
+            by.setdefault(n, []).append(v)
+    return sorted((n, sum(v) / len(v)) for n, v in by.items())
+
+
+def at(curve: list[tuple[int, float]], x: float) -> float:
+    """Linear interpolation on the curve, extended along its first/last segment."""
+    if len(curve) < 2:
+        return math.nan
+    for (x0, y0), (x1, y1) in zip(curve, curve[1:]):
+        if x <= x1 or (x1, y1) == curve[-1]:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return math.nan
+
+
+def informative(d) -> bool:
+    """A paired difference with a spread: not one seed, not identical runs by construction.
+
+    At the first size, strategies that are random at cold start label random's own pairs, so
+    their difference is exactly 0 on every seed: nothing was compared there.
+    """
+    return not math.isnan(d.stderr) and not (d.stderr == 0 and d.mean == 0)
+
+
+def saving_power(root: Path, metric: str = METRICS[0]) -> list[str]:
+    """The gain a 1.25x label saving would show, against 2 SE of the paired difference.
+
+    At each strategy's largest size n whose 1.25 n is still on random's curve (else the largest
+    size, random's last segment extended): a strategy saving 1.25x reaches at n what random
+    reaches at 1.25 n.
+    """
+    groups, _ = load_runs([root])
+    refs = random_references(groups)
+    rows = [d for d in paired_differences(groups, refs, metric) if informative(d)]
+    lines = []
+    for strategy in dict.fromkeys(d.strategy for d in rows):
+        curve = random_curve(groups, refs[strategy], metric)
+        mine = [r for r in rows if r.strategy == strategy]
+        inside = [r for r in mine if curve and r.labels * 1.25 <= curve[-1][0]]
+        d = max(inside or mine, key=lambda r: r.labels)  # where random's curve reaches 1.25x
+        gain = at(curve, d.labels * 1.25) - at(curve, d.labels)
+        if math.isnan(gain):
+            continue
+        if gain <= 0:
+            lines.append(
+                f"  - {strategy} at {d.labels} labels: random's mean curve does not rise from "
+                f"{d.labels} to {d.labels * 1.25:.0f} labels, so no saving can show there."
+            )
+            continue
+        seen = 2 * d.stderr <= gain
+        lines.append(
+            f"  - {strategy} at {d.labels} labels: a 1.25x saving would show as "
+            f"{gain:+.3f} (random's curve from {d.labels} to {d.labels * 1.25:.0f} labels); 2 SE "
+            f"is {2 * d.stderr:.3f}, so a null here "
+            + ("**would have seen it**." if seen else "**could not have seen it** (inconclusive).")
+        )
+    return lines
+
+
+def findings(root: Path, regime: Regime) -> str:
+    """The protocol's verdicts at the largest size, other differences, power and savings."""
+    groups, _ = load_runs([root])
+    refs = random_references(groups)
+    rows = {m: paired_differences(groups, refs, m) for m in METRICS}
+    binary = [d for d in rows[METRICS[0]] if informative(d)]
+    expected = {(d.strategy, d.labels): d for d in rows[METRICS[1]]}
+    lines = []
+    if binary:
+        top = max(d.labels for d in binary)
+        for d in (d for d in binary if d.labels == top):
+            e = expected.get((d.strategy, d.labels))
+            same_sign = e is not None and (e.mean > 0) == (d.mean > 0)
+            if d.z >= RESULT_Z and same_sign:
+                verdict = "**saves labels** (if its label-saving interval is above 1x, below)"
+            elif d.z <= -RESULT_Z and same_sign:
+                verdict = "**worse than random**"
+            else:
+                verdict = "no result (|z| < 2.5 or the expected win-rate disagrees)"
+            lines.append(
+                f"- {d.strategy} at {d.labels} labels: {d.mean:+.3f} ± {d.stderr:.3f} win-rate "
+                f"(z {d.z:+.1f}, {len(d.seeds)} seeds)"
+                + (f", expected win-rate {e.mean:+.3f} ± {e.stderr:.3f}" if e else "")
+                + f": {verdict}."
+            )
+        other = [d for d in binary if d.labels != top and abs(d.z) >= 2]
+        if other:
+            lines.append(
+                "- At smaller sizes, |z| >= 2 (reported, not called results): "
+                + ", ".join(
+                    f"{d.strategy} at {d.labels} ({d.mean:+.3f}, z {d.z:+.1f})" for d in other
+                )
+                + "."
+            )
+        mdd = sorted(2 * d.stderr for d in binary)
+        lines.append(
+            f"- 2 SE of the paired win-rate differences: {mdd[0]:.3f}-{mdd[-1]:.3f} (median "
+            f"{mdd[len(mdd) // 2]:.3f}; the target was {TARGET_MDD})."
+        )
+    power = saving_power(root)
+    if power:
+        lines.append("- Power against a 1.25x label saving (win-rate, paired by seed):")
+        lines += power
+    intervals = efficiency_intervals(groups, refs)
+    last = max((e.labels for e in intervals), default=None)
+    shown = [e for e in intervals if e.labels == last]
+    if shown:
+        lines.append(
+            f"- Labels random needs to match each strategy at {last} labels, over {last} "
+            "(95% bootstrap interval): "
+            + "; ".join(
+                f"{e.strategy} {e.ratio_text(e.random_labels)} "
+                f"({e.ratio_text(e.low)} to {e.ratio_text(e.high)})"
+                for e in shown
+            )
+            + "."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _commit() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _report_body(path: Path, regime: str, figures: Path, results: Path) -> str:
+    text = path.read_text(encoding="utf-8").replace("# apl report\n", "", 1)
+    rel = figures.relative_to(results.parent).as_posix()
+    for name in ("win_rate.png", "bt_histograms.png"):
+        text = text.replace(f"]({name})", f"]({rel}/{regime}_{name})")
+    return text.replace("\n### ", "\n#### ").replace("\n## ", "\n### ")
+
+
+def write_results(
+    path: Path,
+    *,
+    regimes: tuple[Regime, ...],
+    plan: Plan,
+    reports: dict[str, Path],
+    figures: Path,
+    root: Path,
+    measured: list[dict],
+    command: str,
+    wall_s: float,
+    load: tuple[float, float],
+    outcomes: dict,
+    smoke: bool,
+) -> Path:
+    """Assemble RESULTS.md, keeping the hand-written analysis block of the previous file."""
+    parts = ["# Results: does active selection learn faster per label? (offline IMDB)\n"]
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if ANALYSIS_START in old and ANALYSIS_END in old:
+        parts.append(old[old.index(ANALYSIS_START) : old.index(ANALYSIS_END) + len(ANALYSIS_END)])
+        parts.append("")
+    if smoke:
+        parts.append(
+            "**SMOKE TEST on a tiny random-weight model: the numbers below mean nothing.**\n"
+        )
+    started = sum(o.action != "skip" for sweep in outcomes.values() for o in sweep.outcomes)
+    skipped = sum(o.action == "skip" for sweep in outcomes.values() for o in sweep.outcomes)
+    failed = [o.name for sweep in outcomes.values() for o in sweep.failed]
+    parts += [
+        "## How this was produced\n",
+        f"- Command (repo root): `{command}`; finished {time.strftime('%Y-%m-%d %H:%M')} at "
+        f"commit {_commit()}.",
+        f"- Protocol: docs/PROTOCOL.md (pre-registered). Runs under `{root.name}/`: "
+        f"{started} run by this invocation, {skipped} already complete; failed: "
+        f"{', '.join(failed) or 'none'}.",
+        f"- Wall time of this invocation {wall_s / 60:.1f} min on {plan.workers} workers, one "
+        f"CPU thread each; load average {load[0]:.1f} at the start, {load[1]:.1f} at the end "
+        "(the machine was shared if these exceed the core count).",
+        "",
+        "### The plan (made " + plan.made + " from rates measured on this machine)\n",
+        plan_markdown(plan),
+        "## Findings\n",
+    ]
+    for regime in regimes:
+        parts += [f"### {regime.name} regime\n", findings(root / regime.name, regime)]
+    parts += [
+        "## Noise: where a run's spread comes from, and what these seeds can see\n",
+        (
+            "Standard deviation of the final value over seeds of the random runs, split into "
+            "evaluation sampling, DPO training and the labels bought (benchmarks/noise.py); then "
+            "the pooled sd of every strategy-minus-random difference paired by seed, and the "
+            "minimum detectable difference (2 SE) it implies at 5, 10 and 20 seeds.\n"
+        ),
+        noise_markdown(root / regimes[0].name, measured),
+    ]
+    sd, _, _ = paired_sd(root / regimes[0].name, METRICS[0])
+    if not math.isnan(sd):
+        needed = math.ceil((2 * sd / TARGET_MDD) ** 2)
+        parts.append(
+            f"To detect {TARGET_MDD} win-rate at 2 SE with this paired sd ({sd:.3f}) needs "
+            f"{needed} seeds per strategy; the plan afforded {max(plan.seeds[regimes[0].name].values())}.\n"
+        )
+    for regime in regimes:
+        parts += [
+            f"## Report: {regime.name} regime (`apl report {root.name}/{regime.name}`)\n",
+            _report_body(reports[regime.name], regime.name, figures, path),
+        ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
