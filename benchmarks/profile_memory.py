@@ -1,116 +1,139 @@
-"""Where `apl run`'s resident memory goes: RSS sampled every 20 ms, peak per phase.
+"""Where `apl run`'s time and resident memory go: the real CLI in this process, phase by phase.
 
-Runs `apl run` in this process (fresh APL_CACHE_DIR, so the offline judge is fitted) with
-hooks that name the phase being run: imports, model load, the frozen reference copy, the
-prompt pools, the judge's fit, and the loop's own phases (generate, score, label, train,
-evaluate; "loop" is the rest of a round). Prints the RSS when each phase starts and the
-peak RSS within each phase. `bench_run.py` gives the whole run's peak from outside.
+Runs `apl run ARGS` (apl's own typer command, in this process) with hooks that name the phase
+being run: start-up (imports, model, reference copy, prompt pools, the judge's load or fit)
+and the loop's phases from its PhaseTimer (generate, score, label, train, evaluate; "loop" is
+the rest of a round, "finish" what follows the last round). A thread samples the RSS every
+10 ms; for each phase it keeps the highest sample and whether the process's high-water mark
+(`ru_maxrss`, exact) rose during it, so the phase that sets the run's peak is named exactly.
 
-    python benchmarks/profile_memory.py [overrides ...]      # e.g. loop.label_budget=128
+    python benchmarks/profile_memory.py [--json FILE] [apl run arguments ...]
+
+`bench_run.py` runs this script as its child; alone it prints the table. Hooks that the apl
+on PYTHONPATH lacks (an older revision) are skipped, so the same probe measures any revision.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import sys
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
-import psutil
-
-_PROC = psutil.Process()
-_STATE: dict = {"phase": "import torch", "peaks": {}, "t0": time.perf_counter()}
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_STATE: dict = {"phase": "start-up", "peaks": {}, "seconds": {}, "raised": set()}
+_STATE["since"] = time.perf_counter()
 
 
-def _rss_mb() -> float:
-    return _PROC.memory_info().rss / 2**20
+def rss_mb() -> float:
+    """Resident set size now, from /proc (no psutil: the probe must import nothing heavy)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * _PAGE / 2**20
+
+
+def high_water_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
 def _sample() -> None:
     while True:
         phase = _STATE["phase"]
-        _STATE["peaks"][phase] = max(_STATE["peaks"].get(phase, 0.0), _rss_mb())
-        time.sleep(0.02)
+        _STATE["peaks"][phase] = max(_STATE["peaks"].get(phase, 0.0), rss_mb())
+        time.sleep(0.01)
 
 
 def _enter(phase: str) -> str:
-    previous = _STATE["phase"]
-    elapsed = time.perf_counter() - _STATE["t0"]
-    print(f"{elapsed:7.1f} s  RSS {_rss_mb():6.0f} MB  -> {phase}", flush=True)
-    _STATE["phase"] = phase
+    """Switch the current phase; returns the one left."""
+    now, previous = time.perf_counter(), _STATE["phase"]
+    _STATE["seconds"][previous] = _STATE["seconds"].get(previous, 0.0) + now - _STATE["since"]
+    _STATE["peaks"][previous] = max(_STATE["peaks"].get(previous, 0.0), rss_mb())
+    mark = high_water_mb()
+    if mark > _STATE.get("mark", 0.0):
+        _STATE["raised"].add(previous)
+        _STATE["mark"] = mark
+    _STATE["phase"], _STATE["since"] = phase, now
     return previous
 
 
-def _hook(owner, name: str, phase: str) -> None:
-    """Wrap `owner.name` so calls to it count as `phase`."""
-    original = getattr(owner, name)
-
-    def wrapped(*args, **kwargs):
-        previous = _enter(phase)
-        try:
-            return original(*args, **kwargs)
-        finally:
-            _enter(previous)
-
-    setattr(owner, name, wrapped)
-
-
-def main() -> None:
-    """Run with the hooks on, then print the peaks."""
-    threading.Thread(target=_sample, daemon=True).start()
-    scratch = Path(tempfile.mkdtemp(prefix="apl-profile-"))
-    os.environ["APL_CACHE_DIR"] = str(scratch / "cache")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch  # noqa: F401
-
-    _enter("import apl")
-    import apl.loop.components as components
-    import apl.loop.runner as runner
-    import apl.oracles.sentiment_model as sentiment
-    from apl.config import load_config
-    from apl.data import TASKS
-    from apl.policy.reference import ReferenceModel
-
-    _hook(components, "load_model", "load model")
-    from_policy = ReferenceModel.from_policy.__func__
-    ReferenceModel.from_policy = classmethod(
-        lambda cls, *a, **k: _timed("reference copy", from_policy, cls, *a, **k)
-    )
-    for task in TASKS.names():
-        _hook(TASKS.get(task), "load_prompts", "prompt pools")
-    _hook(sentiment, "fit_sentiment_model", "judge fit")
-    timer_time = runner.PhaseTimer.time
+def _install_hooks() -> None:
+    """Phase names from the loop's PhaseTimer; start-up ends when the first round starts."""
+    try:
+        from apl.loop import runner
+    except ImportError:
+        return
+    timer = getattr(runner, "PhaseTimer", None)
+    if timer is None:
+        return
+    timed = timer.time
 
     @contextmanager
     def phase(self, name: str):
         previous = _enter(name)
-        with timer_time(self, name):
-            yield
-        _enter(previous)
+        try:
+            with timed(self, name):
+                yield
+        finally:
+            _enter(previous if previous != "start-up" else "loop")
 
-    runner.PhaseTimer.time = phase
-    config = load_config(None, [f"output_dir={scratch / 'run'}", *sys.argv[1:]])
-    _enter("loop")
-    runner.run(config)
-    _enter("done")
-    print("\npeak RSS per phase (MB):")
-    for name, peak in _STATE["peaks"].items():
-        print(f"  {name:<16}{peak:8.0f}")
-    print(
-        f"process peak (ru_maxrss): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
-    )
+    timer.time = phase
+    run_all = runner.ActiveLoop.run if hasattr(runner, "ActiveLoop") else None
+    if run_all is not None:
+
+        def whole(self, *args, **kwargs):
+            _enter("loop")
+            try:
+                return run_all(self, *args, **kwargs)
+            finally:
+                _enter("finish")
+
+        runner.ActiveLoop.run = whole
 
 
-def _timed(phase: str, fn, *args, **kwargs):
-    previous = _enter(phase)
+def main() -> None:
+    """Run the CLI with the sampler on; print (or write as JSON) the per-phase figures."""
+    args = sys.argv[1:]
+    out = None
+    if args[:1] == ["--json"]:
+        out, args = args[1], args[2:]
+    threading.Thread(target=_sample, daemon=True).start()
+    _install_hooks()
+    from apl.cli import main as cli
+
+    sys.argv = ["apl", "run", *args]
+    code = 0
     try:
-        return fn(*args, **kwargs)
-    finally:
-        _enter(previous)
+        cli()
+    except SystemExit as exit:
+        code = exit.code if isinstance(exit.code, int) else 1
+    _enter("done")
+    phases = [p for p in _STATE["seconds"] if p != "done"]
+    result = {
+        "exit": code,
+        "peak_rss_mb": high_water_mb(),
+        "phases": {
+            p: {
+                "seconds": _STATE["seconds"][p],
+                "peak_rss_mb": _STATE["peaks"].get(p, 0.0),
+                "sets_peak": p in _STATE["raised"],
+            }
+            for p in phases
+        },
+    }
+    if out:
+        with open(out, "w") as f:
+            json.dump(result, f)
+    else:
+        print(f"\n{'phase':<12}{'seconds':>9}{'peak RSS MB':>13}  raised the high-water mark")
+        for p, row in result["phases"].items():
+            print(
+                f"{p:<12}{row['seconds']:>9.1f}{row['peak_rss_mb']:>13.0f}  "
+                f"{'yes' if row['sets_peak'] else ''}"
+            )
+        print(f"process peak (ru_maxrss): {result['peak_rss_mb']:.0f} MB")
+    sys.exit(code)
 
 
 if __name__ == "__main__":
