@@ -55,7 +55,11 @@ CASES: list[tuple[str, list[str], str]] = [
         ["run", "acquisition.direction=sideways"],
         "acquisition.direction ('sideways') must be 'most' or 'least'",
     ),
-    ("oracle-constructor-check", ["run", "oracle.noise_temperature=-1"], "must be >= 0"),
+    (
+        "oracle-constructor-check",
+        ["run", "oracle.noise_temperature=-1"],
+        "oracle.noise_temperature (-1) must be a number >= 0",
+    ),
     ("custom-task-without-path", ["run", "task.name=custom"], "needs option 'path'"),
     ("tldr-with-imdb-judge", ["run", "task.name=tldr"], "imdb_judge scores sentiment"),
     (

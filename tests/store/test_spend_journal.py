@@ -65,6 +65,7 @@ import sys, time
 from apl.store.spend_journal import CallJournal
 
 path, name, worst, actual = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+hang = sys.argv[5:] == ["hang"]  # the victim: holds its first call until it is killed
 journal = CallJournal.for_sweep(path, run=name)
 print("ready", flush=True)
 while True:
@@ -74,7 +75,7 @@ while True:
         print("refused", flush=True)
         break
     print("in flight", token, flush=True)
-    time.sleep(0.01)
+    time.sleep(3600 if hang else 0.01)
     journal.settle(token, actual, failed=False)
 """
 
@@ -86,7 +87,8 @@ def test_processes_sharing_a_file_never_pass_its_limit_even_when_one_is_killed(t
         sweep.set_limits(budget_usd=6.0, max_calls=None)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(path), f"run{i}", "0.25", "0.1"],
+            [sys.executable, "-c", WORKER, str(path), f"run{i}", "0.25", "0.1"]
+            + (["hang"] if i == 0 else []),
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -96,7 +98,9 @@ def test_processes_sharing_a_file_never_pass_its_limit_even_when_one_is_killed(t
     victim = procs[0]
     while not victim.stdout.readline().startswith("in flight"):
         pass
-    victim.send_signal(signal.SIGKILL)  # between reserve and settle: its row stays in flight
+    # Between reserve and settle (it holds the call until killed, so a slow reader under load
+    # cannot let it settle first): its row stays in flight.
+    victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
     for proc in procs[1:]:
         assert proc.communicate(timeout=120)[0].strip().endswith("refused")
