@@ -14,8 +14,8 @@ import torch
 from conftest import make_preferences
 
 from apl.config import DPOConfig
-from apl.policy.reference import ReferenceModel
 from apl.policy.pair_scoring import CHOSEN, PROMPT, REJECTED
+from apl.policy.reference import ReferenceModel
 from apl.policy.scoring import collate_pairs, sequence_logps
 from apl.training.batches import PreferenceRow
 from apl.training.dpo_loss import dpo_loss
