@@ -1,5 +1,5 @@
 """The pieces of the multi-process loop that one process can check: what a rank > 0 builds, the
-one-process Cluster and refused launch settings.
+one-process Cluster, refused launch settings and the calls rank 0 broadcasts in a whole run.
 (The real multi-process runs are in test_distributed_run.py and tests/policy/test_sharding.py.)"""
 
 from __future__ import annotations
@@ -84,9 +84,11 @@ class RecordingCluster(Cluster):
 
     @property
     def world(self) -> int:
+        """Two processes, as far as the loop can tell."""
         return 2
 
     def _send(self, message):
+        """Record the broadcast; nobody receives it."""
         self.sent.append(message)
         return message
 
