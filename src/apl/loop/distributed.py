@@ -174,7 +174,7 @@ def start_cluster(config: APLConfig) -> Cluster:
 
     cpu = config.model.device == "cpu" or not torch.cuda.is_available()
     state = PartialState(cpu=cpu, timeout=COLLECTIVE_TIMEOUT)
-    if not dist.is_initialized():  # `accelerate launch --cpu`: one process, no group
+    if not dist.is_initialized():  # WORLD_SIZE set, but accelerate started no group
         raise ConfigError(
             f"WORLD_SIZE is {world} but no process group started; on CPU launch with "
             "`accelerate launch --multi_gpu --num_processes N` (see docs/DISTRIBUTED.md)."
