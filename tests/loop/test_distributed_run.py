@@ -201,6 +201,7 @@ def runs(tiny_model_dir, judge, prompt_file, tmp_path_factory) -> dict:
 def test_two_ranks_buy_the_labels_one_process_buys_and_reach_its_metrics(runs):
     (single, single_asked, _), (two, two_asked, log) = runs["single"], runs["two"]
     assert "Rank 1 of 2 (gloo)" in log and "Rank 0 of 2 (gloo)" in log
+    assert "DPO's global batch: 8 per device x 2 processes x 1 accumulation = 16" in log
     assert "error" not in log and log.count("Exported 16 preferences") == 1  # rank 0 only
     assert_same_run(two, single)
     # The same requests, each once: rank 1 never called the judge.

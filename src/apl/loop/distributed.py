@@ -184,6 +184,15 @@ def start_cluster(config: APLConfig) -> Cluster:
         group = dist.new_group(backend="gloo", timeout=COLLECTIVE_TIMEOUT)
     cluster = Cluster(Shards(state.process_index, state.num_processes, group))
     logger.info("Rank %d of %d (%s)", cluster.rank, cluster.world, dist.get_backend())
+    if cluster.is_main:  # TRL's meaning: the global batch grows with the processes
+        dpo = config.dpo
+        logger.info(
+            "DPO's global batch: %d per device x %d processes x %d accumulation = %d",
+            dpo.per_device_train_batch_size,
+            cluster.world,
+            dpo.gradient_accumulation_steps,
+            dpo.per_device_train_batch_size * cluster.world * dpo.gradient_accumulation_steps,
+        )
     if not cluster.is_main:
         logging.getLogger("apl").setLevel(logging.WARNING)  # rank 0 tells the story once
     return cluster
