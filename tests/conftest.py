@@ -15,6 +15,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_prompt_cache(tmp_path_factory: pytest.TempPathFactory):
+    """One cut-prompt cache for the session (`APL_PROMPT_CACHE_DIR`, inherited by every `apl`
+    subprocess), so each pool is cut once however many fresh `APL_CACHE_DIR`s tests use: a
+    start-up saved per run, and never a write into ~/.cache. Cuts are keyed by all that decides
+    them, and tests/data/test_prompt_cache.py checks a read equals a fresh cut."""
+    directory = tmp_path_factory.mktemp("prompt-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("APL_PROMPT_CACHE_DIR", str(directory))
+        yield directory
+
+
 @pytest.fixture(scope="session")
 def imdb_sample_texts() -> list[str]:
     """2,000 cleaned IMDB train reviews."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import platform
 from functools import lru_cache
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ class ImdbTask(Task):
     The cut follows `apl.data.truncation`: at the nearest word boundary at or before token L,
     so encoding the prompt gives the review's first ids. Each prompt keeps its review's uid and
     sentiment label (1 positive). Evaluation is against the initial model's completions.
+    A cut pool is kept on disk (`apl.data.prompt_cache`, `$APL_CACHE_DIR/prompts`) under a key
+    of everything that decides it, so later processes read it instead of cutting it again.
     """
 
     baseline = "initial"
@@ -115,6 +118,7 @@ class ImdbTask(Task):
             "task": "imdb",
             "recipe": RECIPE_VERSION,
             "code": _code_fingerprint(),
+            "libraries": dict(_library_versions()),
             "options": {
                 "min_prompt_tokens": self.min_prompt_tokens,
                 "max_prompt_tokens": self.max_prompt_tokens,
@@ -146,3 +150,14 @@ def _reviews_fingerprint() -> str | None:
 def _code_fingerprint() -> str:
     """This module and the cutting rules, so an edit to either never reads a stale cut."""
     return file_fingerprint(Path(__file__), Path(truncation.__file__))
+
+
+@lru_cache(maxsize=1)
+def _library_versions() -> dict[str, str]:
+    """What else could change a cut: the Rust tokenizer (offsets, word ids), the CSV reader,
+    and Python's Unicode tables (whitespace in cleaning and in the cut rules)."""
+    return {
+        "python": platform.python_version(),
+        "tokenizers": metadata.version("tokenizers"),
+        "pandas": metadata.version("pandas"),
+    }

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from apl.paths import default_cache_dir
+from apl.paths import prompt_cache_dir
 from apl.types import Prompt
 
 logger = logging.getLogger(__name__)
@@ -46,9 +46,9 @@ def file_fingerprint(*paths: Path) -> str:
 
 
 def cache_path(key: dict[str, Any], directory: Path | None = None) -> Path:
-    """The file for `key` under `directory` (default `$APL_CACHE_DIR/prompts`)."""
+    """The file for `key` under `directory` (default `apl.paths.prompt_cache_dir()`)."""
     name = hashlib.sha256(_canonical(key).encode("utf-8")).hexdigest()[:32]
-    return (directory or default_cache_dir() / "prompts") / f"{key.get('task', 'pool')}-{name}.json"
+    return (directory or prompt_cache_dir()) / f"{key.get('task', 'pool')}-{name}.json"
 
 
 def read_prompts(path: Path, key: dict[str, Any]) -> tuple[list[Prompt], dict[str, Any]] | None:
@@ -95,13 +95,14 @@ def write_prompts(
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, ensure_ascii=False, separators=(",", ":"))
+            # ASCII escapes: any str round-trips, a lone surrogate too, whatever the encoding.
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                json.dump(data, handle, separators=(",", ":"))
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-    except OSError as err:
+    except (OSError, ValueError) as err:  # read-only or full disk; a value JSON cannot hold
         logger.warning(
             "Could not cache prompts at %s (%s); they are cut again next time.", path, err
         )

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from apl.errors import APLError, ConfigError
 from apl.oracles.budget import SpendJournal
+from apl.paths import default_cache_dir as default_cache_dir  # its old home; still importable
 from apl.registry import Registry
 from apl.types import Judgement, Verdict
 
