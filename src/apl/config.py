@@ -80,6 +80,10 @@ class GenerationConfig(StrictModel):
     min_new_tokens: int = Field(16, ge=1)
     max_new_tokens: int = Field(24, ge=1)
     batch_size: int = Field(64, ge=1)
+    # Decode steps through torch.compile. None: on where a run samples past compile's
+    # break-even (~7,000 completions with a warm inductor cache, docs/BENCHMARKS.md) on a CPU
+    # with a C++ compiler; off for shorter runs, tests and other devices unless set to true.
+    compile: bool | None = None
     # Strings that end a completion (kept in its tokens, cut from its text), besides the model's
     # end-of-turn tokens; [] since chat models end their turn with a token of their own.
     stop: list[str] = []
@@ -161,6 +165,10 @@ class DPOConfig(StrictModel):
     num_train_epochs: int = Field(10, ge=1)  # paper: 50 (IMDB) / 70 (TLDR); see docs/EPOCHS.md
     max_steps: int = -1  # > 0 caps optimiser steps per round, overriding epochs
     max_length: int | None = None  # prompt + completion tokens; None = model context
+    # Tokens per forward pass: a batch is split into chunks this size (gradients add up, so
+    # the step is the same). None: 1024 on CPU, where smaller chunks ran as fast and kept a
+    # third of the memory (docs/BENCHMARKS.md); unsplit on accelerators.
+    max_forward_tokens: int | None = Field(None, ge=1)
     disable_dropout: bool = True
     # Appendix E: hold out a fraction of labels, log validation loss per epoch.
     validation_fraction: float = Field(0.0, ge=0, lt=1)

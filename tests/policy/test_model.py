@@ -18,6 +18,7 @@ from apl.policy.model import (
     LoadedModel,
     bf16_supported,
     builtin_dir,
+    fuse_gelu,
     load_model,
     resolve_device,
     resolve_model_path,
@@ -40,6 +41,22 @@ def test_loads_tiny_model_from_a_directory_in_eval_mode_with_left_padding(tiny_m
     with torch.no_grad(), loaded.autocast():
         logits = loaded.model(**ids).logits
     assert logits.shape[:2] == ids["input_ids"].shape
+
+
+def test_gelu_new_runs_fused_with_the_same_outputs(tiny_model_dir):
+    """load_model swaps GPT-2's gelu_new for the one-kernel tanh GELU: same function, same logits."""
+    from transformers import AutoModelForCausalLM
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    assert plain.config.activation_function == "gelu_new"
+    loaded = _load(tiny_model_dir).model
+    assert not any(isinstance(m, NewGELUActivation) for m in loaded.modules())
+    assert sum(isinstance(m, GELUTanh) for m in loaded.modules()) == plain.config.n_layer
+    assert fuse_gelu(loaded) == 0  # idempotent
+    ids = torch.randint(0, 500, (3, 20), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, plain(ids).logits, atol=1e-5, rtol=0)
 
 
 def test_weight_dtype_option_is_honoured(tiny_model_dir):

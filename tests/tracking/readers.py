@@ -44,8 +44,16 @@ def tensorboard_hparams(logdir: Path) -> dict[str, Any]:
 
 def wandb_runs(directory: Path) -> list[dict[str, Any]]:
     """Every offline W&B run file under `directory`, oldest first."""
-    files = sorted(glob.glob(str(directory / "wandb" / "offline-run-*" / "run-*.wandb")))
-    return [read_wandb_run(Path(f)) for f in files]
+    files = glob.glob(str(directory / "wandb" / "offline-run-*" / "run-*.wandb"))
+    return [read_wandb_run(Path(f)) for f in sorted(files, key=_wandb_run_order)]
+
+
+def _wandb_run_order(path: str) -> tuple[str, int]:
+    """A run directory's start second, then W&B's "-N" suffix for a run that resumed within the
+    same second (plain string order would put "<id>-1" before "<id>")."""
+    folder = Path(path).parent.name  # offline-run-<YYYYmmdd_HHMMSS>-<run id>[-<N>]
+    _, _, stamp, *rest = folder.split("-")
+    return stamp, int(rest[1]) if len(rest) > 1 else 0
 
 
 def mlflow_history(tracking_dir: Path, experiment: str) -> dict[str, Any]:

@@ -103,8 +103,11 @@ def test_online_takes_one_step_on_the_newest_batch_only(tiny_model_and_tokenizer
     assert trainer.train(preferences, newest=[]) == [] and trainer.global_step == 1  # no labels
     whole = build(other, tok, mode="online", per_device_train_batch_size=16)  # 1 micro-batch
     whole.train(preferences, newest=newest)
+    # Adam's first step moves a weight by lr * g / (|g| + eps): where |g| is near eps, the
+    # rounding of g (summed in another order over one batch than over two) shows up at ~1e-3
+    # of lr, while a wrongly weighted micro-batch would be off by a good fraction of lr.
     for (name, p), q in zip(model.named_parameters(), other.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-5, msg=name)
 
 
 def test_same_seed_gives_identical_weights(tiny_model_and_tokenizer, preferences):

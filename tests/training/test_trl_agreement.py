@@ -27,7 +27,9 @@ def policy_and_reference(tiny_model_and_tokenizer):
     return policy, reference, tok
 
 
-def test_loss_and_every_gradient_match_trl(policy_and_reference, tmp_path):
+@pytest.mark.parametrize("layout", ["packed", "packed-eager", "two-sequences"])
+def test_loss_and_every_gradient_match_trl(policy_and_reference, tmp_path, layout):
+    """Packed pairs (SDPA or eager attention) and the two-sequence fallback all equal TRL."""
     from datasets import Dataset
     from trl import DPOConfig as TRLConfig
     from trl import DPOTrainer as TRLTrainer
@@ -37,7 +39,11 @@ def test_loss_and_every_gradient_match_trl(policy_and_reference, tmp_path):
     trl_policy, trl_reference = copy.deepcopy(policy), copy.deepcopy(reference)
 
     # apl: reference log-probs from the cached ReferenceModel, policy forward on the collated batch
+    if layout == "packed-eager":
+        policy.config._attn_implementation = "eager"
     ours = DPOTrainer(policy, tok, DPOConfig(beta=BETA), reference=ReferenceModel(reference, tok))
+    assert ours.collator.shared_prompt
+    ours.collator.shared_prompt = layout != "two-sequences"
     rows = ours._rows(prefs)
     ours.model.train()
     loss, (losses, r_chosen, r_rejected, _, _) = ours.compute_loss(ours.collator(rows))

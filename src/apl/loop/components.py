@@ -16,6 +16,7 @@ from apl.data import TASKS, Task
 from apl.loop.checks import check_oracle_options, validate_config
 from apl.oracles import ORACLES, Oracle
 from apl.paths import default_cache_dir
+from apl.policy.decoding import compiler_available
 from apl.policy.model import LoadedModel, load_model, load_tokenizer, resolve_model_path
 from apl.policy.reference import ReferenceModel
 from apl.policy.view import ModelPolicyView
@@ -26,6 +27,10 @@ from apl.types import Prompt
 logger = logging.getLogger(__name__)
 
 JUDGEMENT_CACHE_FILE = "judgements.sqlite"
+# Completions per process past which compiled decode steps repay their compile (warm inductor
+# cache, docs/BENCHMARKS.md): `generation.compile` None turns compile on from here.
+COMPILE_BREAK_EVEN = 7_000
+KEPT_PAIRS_ONLY = ("random", "entropy")  # sample pairs only for the candidates they keep
 
 
 def derive_seed(*parts: int | str) -> int:
@@ -42,6 +47,38 @@ def round_rng(seed: int, round: int, stream: str) -> np.random.Generator:
 def torch_generator(device: torch.device, seed: int) -> torch.Generator:
     """A seeded torch generator on `device` (sampling draws there)."""
     return torch.Generator(device=device).manual_seed(seed)
+
+
+def planned_completions(config: APLConfig, acquisition: Acquisition) -> int:
+    """About how many completions a whole run samples: pairs, entropy estimates, evaluation."""
+    loop = config.loop
+    offered = acquisition.prompts_needed(loop.pool_size)
+    estimates = getattr(acquisition, "num_samples", 0) * offered  # entropy / hybrid
+    if config.acquisition.name in KEPT_PAIRS_ONLY:
+        pairs = acquisition.num_candidates(loop.query_size, loop.pool_size)
+    else:  # certainty, hybrid and unknown ones: a pair for every prompt of the pool
+        pairs = loop.pool_size
+    waypoints = config.evaluation.waypoints
+    evaluations = loop.num_rounds if waypoints is None else len(set(waypoints)) + 1
+    baseline_and_evals = config.evaluation.num_prompts * (evaluations + 1)
+    return loop.num_rounds * (estimates + 2 * pairs) + baseline_and_evals
+
+
+def resolve_compile(config: APLConfig, acquisition: Acquisition, device: torch.device) -> bool:
+    """`generation.compile`, or when None: on where the run samples past the break-even."""
+    if config.generation.compile is not None:
+        return config.generation.compile
+    planned = planned_completions(config, acquisition)
+    on = planned >= COMPILE_BREAK_EVEN and compiler_available(device)
+    logger.info(
+        "Sampling %s: the run samples about %d completions (compile pays from %d) on %s%s",
+        "compiled" if on else "uncompiled",
+        planned,
+        COMPILE_BREAK_EVEN,
+        device.type,
+        "" if device.type != "cpu" or compiler_available(device) else " without a C++ compiler",
+    )
+    return on
 
 
 def model_fingerprint(path: str) -> str:
@@ -125,6 +162,7 @@ def build_components(config: APLConfig, cache_dir: Path | None = None) -> Compon
         generator=torch_generator(loaded.device, derive_seed(config.seed, "sample", 0)),
         autocast_dtype=loaded.autocast_dtype,
         is_reference=True,
+        compile=resolve_compile(config, acquisition, loaded.device),
     )
     train_prompts = task.load_prompts("train", loaded.tokenizer, seed=config.seed)
     test_prompts = task.load_prompts("test", loaded.tokenizer, seed=config.seed)

@@ -69,6 +69,7 @@ def eval_completions(components: Components, prompts: list[Prompt], seed: int) -
         batch_size=gen.batch_size,
         generator=torch_generator(loaded.device, seed),
         autocast_dtype=loaded.autocast_dtype,
+        compile=components.view.compile,
         stop=gen.stop,
     )
     return [s[0] for s in samples]

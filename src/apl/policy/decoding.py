@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import shutil
+import sys
 from collections.abc import Callable
 
 import torch
@@ -131,6 +134,18 @@ class MaybeCompiled:
 
 
 FORWARD_STEP = MaybeCompiled(forward_step)
+
+
+def compiler_available(device: torch.device) -> bool:
+    """Whether torch.compile's CPU backend can build here: a CPU device and a C++ compiler.
+
+    Inductor compiles C++ for CPU with `$CXX` (default g++, clang++ on macOS); without one
+    every compile fails (MaybeCompiled would then fall back after a warning).
+    """
+    if device.type != "cpu" or sys.platform == "win32":
+        return False
+    default = "clang++" if sys.platform == "darwin" else "g++"
+    return shutil.which(os.environ.get("CXX", default)) is not None
 
 
 def mark_dynamic(tensor: torch.Tensor, *dims: int) -> None:

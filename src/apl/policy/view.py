@@ -35,6 +35,7 @@ class ModelPolicyView:
         generator: torch RNG for sampling, so a seeded run acquires the same pairs.
         is_reference: True while the policy's weights equal the reference's (before the first
             DPO update); the loop sets it to False after training.
+        compile: decode steps through torch.compile (`sample_completions(compile=...)`).
     """
 
     def __init__(
@@ -47,6 +48,7 @@ class ModelPolicyView:
         generator: torch.Generator | None = None,
         autocast_dtype: torch.dtype | None = None,
         is_reference: bool = True,
+        compile: bool = False,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -56,6 +58,7 @@ class ModelPolicyView:
         self.generator = generator
         self.autocast_dtype = autocast_dtype
         self.is_reference = is_reference
+        self.compile = compile
         self.labelled: list[Preference] = []  # paid labels so far; the loop sets it each round
         self._prompt_ids: dict[str, tuple[int, ...]] = {}
         self._features: FeatureExtractor | None = None
@@ -112,6 +115,7 @@ class ModelPolicyView:
             batch_size=gen.batch_size,
             generator=self.generator,
             autocast_dtype=self.autocast_dtype,
+            compile=self.compile,
             stop=gen.stop,
         )
 

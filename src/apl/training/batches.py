@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 
 from apl.errors import ConfigError
+from apl.policy.pair_scoring import collate_shared_prompt
 from apl.policy.scoring import collate_pairs
 
 
@@ -69,16 +71,62 @@ def check_lengths(rows: Sequence[PreferenceRow], max_length: int | None) -> None
 
 
 class PreferenceCollator:
-    """Pads a list of rows into one batch: chosen rows first, then rejected (one forward pass)."""
+    """Collates a batch of rows into chunks of at most `max_tokens` tokens, one forward each.
 
-    def __init__(self, pad_token_id: int) -> None:
+    With `shared_prompt`, a chunk has one packed row per pair (`apl.policy.pair_scoring`: the
+    prompt is computed once for both completions); otherwise two rows per pair, chosen first.
+    Pairs are sorted by length before chunking, so a chunk pads to similar lengths; each
+    chunk's `pairs` gives its pairs' positions in the batch. The batch keeps `ref_chosen` /
+    `ref_rejected` [N] in the original order. A chunk holds at least one pair; None: one chunk.
+    """
+
+    def __init__(
+        self, pad_token_id: int, shared_prompt: bool = False, max_tokens: int | None = None
+    ) -> None:
         self.pad_token_id = pad_token_id
+        self.shared_prompt = shared_prompt
+        self.max_tokens = max_tokens
 
-    def __call__(self, rows: Sequence[PreferenceRow]) -> dict[str, torch.Tensor]:
-        """Tensors for 2N sequences (ids, masks, position ids) plus ref_chosen / ref_rejected."""
-        prompts = [list(r.prompt_ids) for r in rows]
-        completions = [list(r.chosen_ids) for r in rows] + [list(r.rejected_ids) for r in rows]
-        batch = collate_pairs(prompts + prompts, completions, self.pad_token_id)
-        batch["ref_chosen"] = torch.tensor([r.ref_chosen for r in rows], dtype=torch.float32)
-        batch["ref_rejected"] = torch.tensor([r.ref_rejected for r in rows], dtype=torch.float32)
-        return batch
+    def __call__(self, rows: Sequence[PreferenceRow]) -> dict:
+        """{"chunks": [model inputs + `pairs`], "ref_chosen": [N], "ref_rejected": [N]}."""
+        return {
+            "chunks": [self._collate(rows, idx) for idx in self._chunks(rows)],
+            "ref_chosen": torch.tensor([r.ref_chosen for r in rows], dtype=torch.float32),
+            "ref_rejected": torch.tensor([r.ref_rejected for r in rows], dtype=torch.float32),
+        }
+
+    def _shape(self, rows: Sequence[PreferenceRow]) -> tuple[int, int]:
+        """(rows, columns) of the collated tensors: packed, or chosen and rejected padded apart."""
+        if self.shared_prompt:
+            return len(rows), max(
+                len(r.prompt_ids) + len(r.chosen_ids) + len(r.rejected_ids) for r in rows
+            )
+        prompt = max(len(r.prompt_ids) for r in rows)
+        completion = max(max(len(r.chosen_ids), len(r.rejected_ids)) for r in rows)
+        return 2 * len(rows), prompt + completion
+
+    def _chunks(self, rows: Sequence[PreferenceRow]) -> list[list[int]]:
+        order = sorted(range(len(rows)), key=lambda i: self._shape([rows[i]])[1])
+        if self.max_tokens is None:
+            return [order]
+        chunks: list[list[int]] = [[]]
+        for i in order:
+            grown = [rows[j] for j in chunks[-1]] + [rows[i]]
+            if chunks[-1] and math.prod(self._shape(grown)) > self.max_tokens:
+                chunks.append([])
+            chunks[-1].append(i)
+        return chunks
+
+    def _collate(self, rows: Sequence[PreferenceRow], idx: list[int]) -> dict[str, torch.Tensor]:
+        prompts = [rows[i].prompt_ids for i in idx]
+        chosen, rejected = [rows[i].chosen_ids for i in idx], [rows[i].rejected_ids for i in idx]
+        if self.shared_prompt:
+            chunk = collate_shared_prompt(prompts, chosen, rejected, self.pad_token_id)
+        else:
+            chunk = collate_pairs(
+                [list(p) for p in prompts + prompts],
+                [list(c) for c in chosen + rejected],
+                self.pad_token_id,
+            )
+        chunk["pairs"] = torch.tensor(idx, dtype=torch.long)
+        return chunk

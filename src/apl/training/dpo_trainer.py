@@ -23,6 +23,7 @@ from apl.config import DPOConfig
 from apl.errors import ConfigError
 from apl.memory import release_free_memory
 from apl.policy.batching import context_length, model_device
+from apl.policy.pair_scoring import pair_logps, supports_shared_prompt
 from apl.policy.reference import ReferenceModel
 from apl.policy.scoring import sequence_logps
 from apl.training.batches import PreferenceCollator, PreferenceRow, check_lengths, split_validation
@@ -31,6 +32,8 @@ from apl.training.runtime import disable_dropout, make_accelerator
 from apl.types import Preference
 
 logger = logging.getLogger(__name__)
+
+CPU_FORWARD_TOKENS = 1024  # DPOConfig.max_forward_tokens on CPU (see there)
 
 
 def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -57,12 +60,19 @@ class DPOTrainer:
         self.reference = reference
         self.seed = seed
         pad = tokenizer.pad_token_id
-        self.collator = PreferenceCollator(pad if pad is not None else tokenizer.eos_token_id)
+        # One packed row per pair where the model's attention takes a custom 4D mask: the
+        # prompt is computed once for both completions (exact; docs/BENCHMARKS.md).
+        device = model_device(model)
+        chunk = config.max_forward_tokens or (CPU_FORWARD_TOKENS if device.type == "cpu" else None)
+        self.collator = PreferenceCollator(
+            pad if pad is not None else tokenizer.eos_token_id, supports_shared_prompt(model), chunk
+        )
+        self._additive_mask = getattr(model.config, "_attn_implementation", None) == "eager"
         context = context_length(model)  # positions beyond the model's context cannot be scored
         self.max_length = min(filter(None, (config.max_length, context)), default=None)
         if config.disable_dropout:
             disable_dropout(model)
-        self.accelerator = accelerator or make_accelerator(model_device(model), autocast_dtype)
+        self.accelerator = accelerator or make_accelerator(device, autocast_dtype)
         # `_epoch` accumulates and weights micro-batches itself; accelerate must not divide too.
         self.accelerator.gradient_accumulation_steps = 1
         params = [p for p in model.parameters() if p.requires_grad]
@@ -232,25 +242,37 @@ class DPOTrainer:
         metrics["epoch"] = 1.0
         return [metrics]
 
-    def _batch_logps(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _chunk_logps(self, chunk: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed log-probs of one chunk's chosen and rejected completions, float32 [n] each."""
         with self.accelerator.autocast():
+            if "segments" in chunk:  # packed pairs (PreferenceCollator with shared_prompt)
+                return pair_logps(self.model, chunk, self._additive_mask)
             logps = sequence_logps(
                 self.model,
-                batch["input_ids"],
-                batch["attention_mask"],
-                batch["completion_mask"],
-                position_ids=batch["position_ids"],
+                chunk["input_ids"],
+                chunk["attention_mask"],
+                chunk["completion_mask"],
+                position_ids=chunk["position_ids"],
             )
         return logps.float().chunk(2)
 
-    def compute_loss(
-        self, batch: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """Mean DPO loss of a collated batch, and per-pair (loss, rewards, logps) for metrics."""
-        chosen, rejected = self._batch_logps(batch)
+    def _chunk_losses(self, batch: dict, chunk: dict) -> tuple[torch.Tensor, ...]:
+        """(losses, chosen rewards, rejected rewards, chosen logps, rejected logps) of a chunk."""
+        chosen, rejected = self._chunk_logps(chunk)
+        pairs = chunk["pairs"]
         losses, r_chosen, r_rejected = dpo_loss(
-            chosen, rejected, batch["ref_chosen"], batch["ref_rejected"], self.config.beta
+            chosen,
+            rejected,
+            batch["ref_chosen"][pairs],
+            batch["ref_rejected"][pairs],
+            self.config.beta,
         )
+        return losses, r_chosen, r_rejected, chosen, rejected
+
+    def compute_loss(self, batch: dict) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Mean DPO loss of a collated batch, and per-pair (loss, rewards, logps) for metrics."""
+        parts = [self._chunk_losses(batch, chunk) for chunk in batch["chunks"]]
+        losses, r_chosen, r_rejected, chosen, rejected = _in_batch_order(batch, parts)
         return losses.mean(), (
             losses.detach(),
             r_chosen,
@@ -258,6 +280,26 @@ class DPOTrainer:
             chosen.detach(),
             rejected.detach(),
         )
+
+    def backward(
+        self, batch: dict, scale: float = 1.0, sync: bool = True
+    ) -> tuple[torch.Tensor, ...]:
+        """Backward of `scale` x the batch's mean DPO loss, one chunk at a time.
+
+        Each chunk adds its pairs' share (sum of their losses / batch size), so the gradient is
+        the mean over the batch's pairs while only one chunk's graph is held at a time. Under
+        DDP only the last chunk's backward all-reduces, and none when `sync` is False (a
+        micro-batch before its step's last). Returns compute_loss's per-pair tuple.
+        """
+        chunks, size = batch["chunks"], len(batch["ref_chosen"])
+        parts = []
+        for i, chunk in enumerate(chunks):
+            last = sync and i == len(chunks) - 1
+            with contextlib.nullcontext() if last else self.accelerator.no_sync(self.model):
+                losses, *rest = self._chunk_losses(batch, chunk)
+                self.accelerator.backward(losses.sum() * (scale / size))
+            parts.append((losses.detach(), *(t.detach() for t in rest)))
+        return _in_batch_order(batch, parts)
 
     def _epoch(
         self, loader: DataLoader, accumulation: int, steps: int, max_steps: int | None
@@ -276,10 +318,11 @@ class DPOTrainer:
         for group in _step_groups(loader, accumulation):
             pairs = sum(len(b["ref_chosen"]) for b in group)
             for i, batch in enumerate(group):
-                last = i == len(group) - 1  # DDP all-reduces only on the step's last backward
-                with contextlib.nullcontext() if last else self.accelerator.no_sync(self.model):
-                    loss, per_pair = self.compute_loss(batch)
-                    self.accelerator.backward(loss * (len(batch["ref_chosen"]) / pairs))
+                # The step's mean loss: each micro-batch weighs its pairs' share; DDP
+                # all-reduces only on the step's last backward.
+                per_pair = self.backward(
+                    batch, len(batch["ref_chosen"]) / pairs, sync=i == len(group) - 1
+                )
                 parts.append(self.accelerator.gather_for_metrics(per_pair))
             if self.config.max_grad_norm is not None:
                 self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
@@ -304,6 +347,12 @@ class DPOTrainer:
         parts = [self.accelerator.gather_for_metrics(self.compute_loss(b)[1]) for b in loader]
         self.model.train(was_training)
         return _summarise(parts)
+
+
+def _in_batch_order(batch: dict, parts: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    """Per-chunk tuples of per-pair tensors, concatenated and put back in the batch's order."""
+    order = torch.cat([chunk["pairs"] for chunk in batch["chunks"]]).argsort()
+    return tuple(torch.cat(column)[order] for column in zip(*parts))
 
 
 def _step_groups(loader: DataLoader, size: int) -> Iterator[list[dict[str, torch.Tensor]]]:
