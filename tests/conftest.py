@@ -79,11 +79,15 @@ def tiny_chat_model_and_tokenizer(tiny_chat_model_dir: Path):
 
 @pytest.fixture(scope="session")
 def fitted_judge_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An APL_CACHE_DIR holding the offline judge's classifier, fitted once per session."""
+    """An APL_CACHE_DIR holding the offline judge's classifier and fluency LM, each fitted once
+    per session (every user scores with the judge, which needs both; tests/judge_cache.py
+    copies them into a fresh cache)."""
+    from apl.oracles.fluency_model import load_fluency_model
     from apl.oracles.sentiment_model import load_sentiment_model
 
     directory = tmp_path_factory.mktemp("apl-cache")
     load_sentiment_model(directory)
+    load_fluency_model(directory)
     return directory
 
 
