@@ -3,7 +3,7 @@
 `apl run` (tiny model, two rounds of 4 labels, 2 evaluation prompts) waits on its label queue;
 `apl label serve` serves the page in its own process; Debian's Chromium, driven by Playwright,
 signs in with a link from `apl label add-annotator` and answers every pair with the keys
-A / B / T / U. Mid-round the server is killed with SIGKILL and started again: the answers given
+A / B / T / S / U. Mid-round the server is killed with SIGKILL and started again: the answers given
 before are in the ledger, the browser's sign-in still holds, and no answered pair comes back.
 The run must finish, train both rounds on exactly the answers given (mapped through the shown
 order), and exit 0.
@@ -149,6 +149,7 @@ def test_a_run_is_labelled_in_chromium_across_a_killed_server(
             press("b")
             page.screenshot(path=str(tmp_path / "labelling.png"), full_page=True)
             press("t")  # a tie: the run refills the round from its reserve
+            press("s")  # a skip: INVALID with one annotator, refilled the same way
             while run.poll() is None:
                 try:
                     shown_pair()
@@ -181,7 +182,7 @@ def test_a_run_is_labelled_in_chromium_across_a_killed_server(
     for pair_id, key in answered:
         order, verdict, _ = pairs[pair_id]
         left = "A" if order == "AB" else "B"
-        expected = {"a": left, "b": "B" if left == "A" else "A", "t": "tie"}[key]
+        expected = {"a": left, "b": "B" if left == "A" else "A", "t": "tie", "s": "invalid"}[key]
         assert verdict == expected, (pair_id, key, order)
     assert all(v is not None for _, v, _ in pairs.values())
     (answer_rows,) = [query(ledger, "SELECT COUNT(*), COUNT(seconds) FROM label_answers")]

@@ -145,3 +145,26 @@ def test_chat_run_with_lora_stopped_by_its_budget_resumes(
     assert again.exit_code == 0, again.output
     check_chat_run(out, chat_judge, tiny_chat_model_dir)
     assert (out / "final_model" / "adapter_config.json").is_file()  # the LoRA adapter alone
+
+
+@pytest.mark.slow
+def test_a_chat_run_goes_through_apl_sweep(
+    tmp_path, tiny_chat_model_dir, chat_pool, chat_judge, monkeypatch
+):
+    """A sweep whose grid sets a chat option runs its run as a real `apl run` child process."""
+    from apl.sweep import load_sweep_spec
+
+    monkeypatch.setenv("APL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("APL_TEST_KEY", "sk-test-key")
+    base = chat_config(tiny_chat_model_dir, tmp_path / "unused", chat_pool, chat_judge)
+    del base["output_dir"]
+    base["task"]["system_prompt"] = "Be kind."  # the grid must replace it
+    write_config(tmp_path / "base.yaml", base)
+    spec = {"base": "base.yaml", "grid": {"task.system_prompt": [SYSTEM]}}
+    spec["output_dir"] = str(tmp_path / "sweep")
+    spec_path = write_config(tmp_path / "sweep.yaml", spec)
+    result = CliRunner().invoke(app, ["sweep", str(spec_path)])
+    assert result.exit_code == 0, result.output
+    (run,) = load_sweep_spec(spec_path).runs
+    assert " -m apl run --config " in (tmp_path / "sweep" / "logs" / f"{run.name}.log").read_text()
+    check_chat_run(run.run_dir, chat_judge, tiny_chat_model_dir)
