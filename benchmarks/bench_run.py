@@ -121,7 +121,9 @@ def print_table(columns: list[tuple[str, dict]]) -> None:
     print(f"{'':<22}" + "".join(f"{name:>{width}}" for name, _ in columns))
     for key in ("start-up", *PHASES, "rest", "wall"):
         print(f"{key:<22}" + "".join(f"{r[key]:>{width - 1}.1f}s" for _, r in columns))
-    print(f"{'peak RSS':<22}" + "".join(f"{r['peak_rss_mb']:>{width - 3}.0f} MB" for _, r in columns))
+    print(
+        f"{'peak RSS':<22}" + "".join(f"{r['peak_rss_mb']:>{width - 3}.0f} MB" for _, r in columns)
+    )
     names = list(dict.fromkeys(p for _, r in columns for p in r["phase_rss"]))
     for phase in names:
         cells = []

@@ -15,6 +15,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_prompt_cache(tmp_path_factory: pytest.TempPathFactory):
+    """One cut-prompt cache for the session (`APL_PROMPT_CACHE_DIR`, inherited by every `apl`
+    subprocess), so each pool is cut once however many fresh `APL_CACHE_DIR`s tests use: a
+    start-up saved per run, and never a write into ~/.cache. Cuts are keyed by all that decides
+    them, and tests/data/test_prompt_cache.py checks a read equals a fresh cut."""
+    directory = tmp_path_factory.mktemp("prompt-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("APL_PROMPT_CACHE_DIR", str(directory))
+        yield directory
+
+
 @pytest.fixture(scope="session")
 def imdb_sample_texts() -> list[str]:
     """2,000 cleaned IMDB train reviews."""
@@ -67,11 +79,15 @@ def tiny_chat_model_and_tokenizer(tiny_chat_model_dir: Path):
 
 @pytest.fixture(scope="session")
 def fitted_judge_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An APL_CACHE_DIR holding the offline judge's classifier, fitted once per session."""
+    """An APL_CACHE_DIR holding the offline judge's classifier and fluency LM, each fitted once
+    per session (every user scores with the judge, which needs both; tests/judge_cache.py
+    copies them into a fresh cache)."""
+    from apl.oracles.fluency_model import load_fluency_model
     from apl.oracles.sentiment_model import load_sentiment_model
 
     directory = tmp_path_factory.mktemp("apl-cache")
     load_sentiment_model(directory)
+    load_fluency_model(directory)
     return directory
 
 

@@ -221,6 +221,7 @@ def _run_case(base: Path, case_id: str, argv: list[str]) -> Outcome:
     env = dict(os.environ)
     env.update(APL_CACHE_DIR=str(cwd / ".apl-cache"), HF_HUB_OFFLINE="1", COLUMNS="200")
     env.pop("APL_NO_SUCH_KEY_VAR", None)
+    env.pop("APL_PROMPT_CACHE_DIR", None)  # cut prompts too would land in the snapshot
     env.pop("FORCE_COLOR", None)
     start = time.perf_counter()
     proc = subprocess.run(

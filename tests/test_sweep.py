@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from judge_cache import seed_fitted_judge
 from reports.synthetic import make_run
 from typer.testing import CliRunner
 
@@ -163,9 +164,9 @@ def test_run_states_come_from_the_ledger(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    """One APL_CACHE_DIR for this module: the offline judge is fitted once."""
-    return tmp_path_factory.mktemp("apl-cache")
+def cache_dir(tmp_path_factory, fitted_judge_cache):
+    """One APL_CACHE_DIR for this module: its own label cache, the session's fitted judge."""
+    return seed_fitted_judge(tmp_path_factory.mktemp("apl-cache"), fitted_judge_cache)
 
 
 def sweep_spec(path: Path, model_dir: Path, root: Path, **grid) -> Path:

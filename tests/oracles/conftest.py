@@ -58,10 +58,7 @@ def cache(tmp_path: Path) -> Iterator[JudgementCache]:
 
 
 @pytest.fixture(scope="session")
-def sentiment_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache dir holding the offline judge's classifier, fitted once per test session."""
-    from apl.oracles.sentiment_model import load_sentiment_model
-
-    directory = tmp_path_factory.mktemp("apl-cache")
-    load_sentiment_model(directory)
-    return directory
+def sentiment_dir(fitted_judge_cache: Path) -> Path:
+    """A cache dir holding the offline judge's classifier, fitted once per test session (the
+    session's one fit: a second directory fitted both models again, ~10-20 s)."""
+    return fitted_judge_cache

@@ -42,7 +42,7 @@ def check_output_path(path: Path, option: str, directory: bool) -> None:
 
 
 def _judge_cache(cache: Path | None, no_cache: bool) -> Any:
-    from apl.oracles.base import default_cache_dir
+    from apl.paths import default_cache_dir
     from apl.store.judgement_cache import JudgementCache
 
     return None if no_cache else JudgementCache(cache or default_cache_dir() / "judgements.sqlite")

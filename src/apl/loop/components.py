@@ -15,7 +15,7 @@ from apl.config import APLConfig
 from apl.data import TASKS, Task
 from apl.loop.checks import check_oracle_options, validate_config
 from apl.oracles import ORACLES, Oracle
-from apl.oracles.base import default_cache_dir
+from apl.paths import default_cache_dir
 from apl.policy.decoding import compiler_available
 from apl.policy.model import LoadedModel, load_model, load_tokenizer, resolve_model_path
 from apl.policy.reference import ReferenceModel

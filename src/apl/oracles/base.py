@@ -9,17 +9,16 @@ moment it arrives, so a crash or an error mid-batch loses nothing that was paid 
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Protocol
 
 from apl.errors import APLError, ConfigError
 from apl.oracles.budget import SpendJournal
+from apl.paths import default_cache_dir as default_cache_dir  # its old home; still importable
 from apl.registry import Registry
 from apl.types import Judgement, Verdict
 
@@ -46,11 +45,6 @@ class JudgementCache(Protocol):
 
     def put(self, key: str, judgement: Judgement) -> None:
         """Store a judgement; the first one stored for a key wins."""
-
-
-def default_cache_dir() -> Path:
-    """Where apl keeps caches (fitted judge, label cache): `$APL_CACHE_DIR` or `~/.cache/apl`."""
-    return Path(os.environ.get("APL_CACHE_DIR") or Path.home() / ".cache" / "apl")
 
 
 def text_digest(*parts: str | int) -> str:

@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from apl.data.imdb_reviews import load_imdb_reviews
-from apl.oracles.base import default_cache_dir
 from apl.oracles.ngram_lm import TrigramLM
 from apl.oracles.sentiment_model import cached_fit
+from apl.paths import default_cache_dir
 
 logger = logging.getLogger(__name__)
 

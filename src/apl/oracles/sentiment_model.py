@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from apl.data.imdb_reviews import TEST_FRACTION_PER_MILLE, load_imdb_reviews
-from apl.oracles.base import default_cache_dir
+from apl.paths import default_cache_dir
 
 if TYPE_CHECKING:  # scikit-learn takes ~1 s to import: only when a model is fitted or loaded
     from sklearn.feature_extraction.text import TfidfVectorizer
