@@ -15,7 +15,7 @@ samples, T=0.7, 16-24 new tokens per completion; `generate` samples 24 and would
 Prints completions/s and ratios against generate.
 
     python benchmarks/bench_sampling.py [--batch-sizes 64 256] [--new-tokens 48] [--repeats 5]
-        [--threads 1] [--baseline e96e839]
+        [--threads 1] [--baseline e96e839] [--precisions fp32 bf16] [--settings paper batch]
 """
 
 from __future__ import annotations
@@ -205,6 +205,10 @@ def _peers(model, tokenizer, prompts, lengths, t, dtype, samples, baseline):
     return fns
 
 
+DTYPES = {"fp32": None, "bf16": torch.bfloat16}  # autocast dtype
+SETTINGS = ("paper", "batch")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the comparison and print one line per (setting, dtype)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -215,18 +219,22 @@ def main(argv: list[str] | None = None) -> None:
     # One thread: on a shared 2-core box two intra-op threads stall each other; 2 when quiet.
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--baseline", default=None, help="git revision of apl to time as well")
+    # fp32 alone where the CPU has no bf16 support (there bf16 autocast is emulated, and slow).
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=DTYPES)
+    parser.add_argument("--settings", nargs="+", default=["paper", "batch"], choices=SETTINGS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model, tokenizer, what = load_default_model()
     baseline = (args.baseline, sampler_at(args.baseline)) if args.baseline else None
     print(f"model: {what}; {machine_note()}")
     print(f"T={args.temperature}, top_k=0, top_p=1, median of {args.repeats}")
-    dtypes = (("fp32", None), ("bf16", torch.bfloat16))
+    dtypes = [(name, DTYPES[name]) for name in args.precisions]
     # The paper's IMDB setting: 64 prompts x 2 samples, 16-24 new tokens drawn per completion.
     # `generate` has one length per call, so it samples 24 and the caller cuts each completion.
-    settings = [("paper 64x2, 16-24 tokens", 64, 2, (16, 24))]
+    settings = [("paper 64x2, 16-24 tokens", 64, 2, (16, 24))] if "paper" in args.settings else []
     n = args.new_tokens
-    settings += [(f"batch {b}, {n} tokens", b, 1, (n, n)) for b in args.batch_sizes]
+    if "batch" in args.settings:
+        settings += [(f"batch {b}, {n} tokens", b, 1, (n, n)) for b in args.batch_sizes]
     for label, prompts_n, samples, lengths in settings:
         prompts = imdb_prompts(tokenizer, prompts_n)
         for name, dtype in dtypes:
