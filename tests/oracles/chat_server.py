@@ -135,7 +135,11 @@ class ChatServer:
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length", 0))
-                request = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
+                if len(raw) < length:  # the client died mid-request: like an API, never process
+                    self.close_connection = True  # (or bill) a request that did not arrive
+                    return
+                request = json.loads(raw or b"{}")
                 if not self.path.split("?")[0].endswith("/chat/completions"):
                     self._send(404, b'{"error": {"message": "not found"}}', {})
                     return
