@@ -6,6 +6,8 @@
 2. Runs the reset regime (7 strategies) and the online regime (3) as `apl sweep`s: complete
    runs are skipped, interrupted ones resumed, so rerunning the command finishes what is left.
    Runs go seed by seed, the longest first within a seed.
+   The apl package's fingerprint is saved too (code.json): a rerun on changed code stops with
+   an error, since resumed runs must share the kept runs' code (`--accept-code-change`).
 3. Decomposes the noise on the reset regime's random runs (benchmarks/noise.py, resumable).
 4. Writes `apl report` per regime and docs/RESULTS.md (benchmark_doc.py), keeping the
    hand-written analysis block.
@@ -37,6 +39,7 @@ import benchmark_plan as protocol  # noqa: E402
 from benchmark_plan import REGIMES, Plan, Rates, Regime, make_plan, plan_markdown  # noqa: E402
 
 PLAN_FILE = "plan.json"
+CODE_FILE = "code.json"
 
 
 def calibrate(model: str) -> Rates:
@@ -111,6 +114,46 @@ def load_or_make_plan(args, root: Path, workers: int, model: str) -> Plan:
     return make_plan(rates, args.hours, workers, seeds=args.seeds)
 
 
+def code_fingerprint(package: Path | None = None) -> dict[str, str]:
+    """sha256 of every file of the `apl` package the runs will import, and the repo's commit."""
+    import hashlib
+    import subprocess
+
+    if package is None:
+        import apl
+
+        package = Path(apl.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    commit = subprocess.run(
+        ["git", "-C", str(package), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    return {"sha256": digest.hexdigest(), "commit": commit or "unknown"}
+
+
+def check_code(root: Path, accept_change: bool, package: Path | None = None) -> None:
+    """Refuse to resume on other code than the kept runs used (their common random numbers)."""
+    saved, now = root / CODE_FILE, code_fingerprint(package)
+    if saved.is_file():
+        first = json.loads(saved.read_text())
+        if first["sha256"] != now["sha256"] and not accept_change:
+            sys.exit(
+                f"error: the apl package differs from the code this benchmark's runs used "
+                f"(commit {first['commit']}, {root / CODE_FILE}); resume it on that code: "
+                f"`git worktree add ../apl-bench {first['commit']}` and rerun with "
+                f"PYTHONPATH=../apl-bench/src (or --accept-code-change, with a dated note in "
+                f"docs/PROTOCOL.md saying why the change cannot alter a run)"
+            )
+        if first["sha256"] == now["sha256"]:
+            return
+        now["accepted"] = time.strftime("%Y-%m-%d %H:%M")
+        now["earlier"] = first
+    saved.write_text(json.dumps(now, indent=1))
+
+
 def main() -> None:
     """Plan, sweep both regimes, decompose the noise, report, write RESULTS.md."""
     parser = argparse.ArgumentParser(
@@ -127,6 +170,11 @@ def main() -> None:
     parser.add_argument("--plan-only", action="store_true", help="Print the plan; run nothing.")
     parser.add_argument("--replan", action="store_true", help="Plan afresh; ignore plan.json.")
     parser.add_argument("--smoke", action="store_true", help="Tiny sizes; not into docs/.")
+    parser.add_argument(
+        "--accept-code-change",
+        action="store_true",
+        help="Resume although the apl package changed since the runs began (see PROTOCOL.md).",
+    )
     parser.add_argument(
         "--pilot", action="store_true", help="Real model, 2 strategies x 3 seeds, 128 labels."
     )
@@ -179,6 +227,7 @@ def main() -> None:
     if args.plan_only:
         return
     args.root.mkdir(parents=True, exist_ok=True)
+    check_code(args.root, args.accept_code_change)
     (args.root / PLAN_FILE).write_text(json.dumps(plan.to_json(), indent=1))
     load_start, start = os.getloadavg()[0], time.perf_counter()
     outcomes = {}

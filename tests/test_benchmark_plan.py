@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import benchmark_plan as bp  # noqa: E402
+from benchmark import CODE_FILE, check_code  # noqa: E402
 from noise import decompose  # noqa: E402
 
 QUIET = bp.Rates(train_pairs_s=60.9, score_seqs_s=609, sample_seqs_s=352, judge_pairs_s=3000)
@@ -73,3 +76,33 @@ def test_noise_decomposition_by_the_method_of_moments():
     assert c.total_sd == pytest.approx(total)
     assert c.labels_sd == pytest.approx(math.sqrt(total**2 - 0.03**2))
     assert decompose(measured, [0.5], "eval/win_rate") is None  # one seed: no spread
+
+
+def test_a_resume_on_changed_code_stops_unless_the_change_is_accepted(tmp_path):
+    package = tmp_path / "apl"
+    shutil.copytree(
+        Path(__file__).resolve().parents[1] / "src" / "apl" / "acquisition",
+        package,
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    root = tmp_path / "runs"
+    root.mkdir()
+    check_code(root, accept_change=False, package=package)  # first start records the code
+    recorded = (root / CODE_FILE).read_text()
+    check_code(root, accept_change=False, package=package)  # same code: resumes
+    (package / "__pycache__").mkdir(exist_ok=True)
+    (package / "__pycache__" / "x.pyc").write_bytes(b"compiled")  # bytecode is not code
+    check_code(root, accept_change=False, package=package)
+    assert (root / CODE_FILE).read_text() == recorded
+
+    source = package / "random.py"
+    source.write_text(source.read_text() + "\n# changed\n")
+    with pytest.raises(SystemExit, match="differs from the code this benchmark's runs used"):
+        check_code(root, accept_change=False, package=package)
+    assert (root / CODE_FILE).read_text() == recorded  # nothing overwritten by the refusal
+
+    check_code(root, accept_change=True, package=package)
+    accepted = json.loads((root / CODE_FILE).read_text())
+    assert accepted["earlier"]["sha256"] == json.loads(recorded)["sha256"]
+    assert accepted["sha256"] != accepted["earlier"]["sha256"] and "accepted" in accepted
+    check_code(root, accept_change=False, package=package)  # the accepted code resumes
