@@ -141,9 +141,16 @@ def findings(root: Path, regime: Regime) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _commit() -> str:
+def _commit(root: Path) -> str:
+    """The commit the runs' code was recorded at (benchmark.py's code.json), else HEAD's."""
+    import json
     import subprocess
 
+    recorded = root / "code.json"
+    if recorded.is_file():
+        code = json.loads(recorded.read_text())
+        note = " (code changes accepted since; docs/PROTOCOL.md)" if "earlier" in code else ""
+        return code["commit"][:7] + note
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
@@ -191,8 +198,8 @@ def write_results(
     failed = [o.name for sweep in outcomes.values() for o in sweep.failed]
     parts += [
         "## How this was produced\n",
-        f"- Command (repo root): `{command}`; finished {time.strftime('%Y-%m-%d %H:%M')} at "
-        f"commit {_commit()}.",
+        f"- Command (repo root): `{command}`; finished {time.strftime('%Y-%m-%d %H:%M')}; the "
+        f"runs' code: commit {_commit(root)}.",
         f"- Protocol: docs/PROTOCOL.md (pre-registered). Runs under `{root.name}/`: "
         f"{started} run by this invocation, {skipped} already complete; failed: "
         f"{', '.join(failed) or 'none'}.",
