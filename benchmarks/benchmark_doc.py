@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from pathlib import Path
 
 from benchmark_plan import TARGET_MDD, Plan, Regime, plan_markdown
-from noise import METRICS, noise_markdown, paired_sd
+from noise import METRICS, binary_per_expected, noise_markdown, paired_sd
 
 from apl.reports.collect import load_runs
 from apl.reports.paired import efficiency_intervals, paired_differences
@@ -46,15 +47,41 @@ def informative(d) -> bool:
     return not math.isnan(d.stderr) and not (d.stderr == 0 and d.mean == 0)
 
 
+def one_sided_p(z: float, pairs: int) -> float:
+    """P(T >= z) for Student's t with pairs - 1 degrees of freedom: the paired z is a t."""
+    from scipy.stats import t
+
+    return float(t.sf(z, pairs - 1)) if pairs > 1 and not math.isnan(z) else math.nan
+
+
+def verdict(d, expected, interval) -> str:
+    """docs/PROTOCOL.md's rule at the largest size: z, the expected win-rate's sign, the interval.
+
+    Saves labels: z >= 2.5, the expected win-rate difference positive too, and the lower end of
+    the labels-random-needs interval above the strategy's own labels (a saving above 1x). Worse:
+    the mirror (z <= -2.5, expected negative, the upper end below its own labels).
+    """
+    if expected is None or interval is None or math.isnan(d.z):
+        return "no result (a part of the rule could not be computed)"
+    if d.z >= RESULT_Z and expected.mean > 0 and interval.low > interval.labels:
+        return "**saves labels**"
+    if d.z <= -RESULT_Z and expected.mean < 0 and interval.high < interval.labels:
+        return "**worse than random**"
+    if abs(d.z) >= RESULT_Z:
+        return "no result (|z| >= 2.5, but the expected win-rate or the interval disagrees)"
+    return "no result (|z| < 2.5)"
+
+
 def saving_power(root: Path, metric: str = METRICS[0]) -> list[str]:
     """The gain a 1.25x label saving would show, against 2 SE of the paired difference.
 
     At each strategy's largest size n whose 1.25 n is still on random's curve (else the largest
     size, random's last segment extended): a strategy saving 1.25x reaches at n what random
-    reaches at 1.25 n.
+    reaches at 1.25 n. Random's curve is the mean of its complete runs.
     """
     groups, _ = load_runs([root])
     refs = random_references(groups)
+    groups = {k: [r for r in runs if r.complete] for k, runs in groups.items()}
     rows = [d for d in paired_differences(groups, refs, metric) if informative(d)]
     lines = []
     for strategy in dict.fromkeys(d.strategy for d in rows):
@@ -72,41 +99,67 @@ def saving_power(root: Path, metric: str = METRICS[0]) -> list[str]:
             )
             continue
         seen = 2 * d.stderr <= gain
+        sd = d.stderr * math.sqrt(len(d.seeds))
         lines.append(
             f"  - {strategy} at {d.labels} labels: a 1.25x saving would show as "
             f"{gain:+.3f} (random's curve from {d.labels} to {d.labels * 1.25:.0f} labels); 2 SE "
-            f"is {2 * d.stderr:.3f}, so a null here "
-            + ("**would have seen it**." if seen else "**could not have seen it** (inconclusive).")
+            f"with {len(d.seeds)} seeds is {2 * d.stderr:.3f}, so this size "
+            + (
+                "**could have seen it**."
+                if seen
+                else "**could not have seen it** (a null is inconclusive); seeing it at 2 SE "
+                f"would take about {math.ceil((2 * sd / gain) ** 2)} seeds (paired sd {sd:.3f})."
+            )
         )
     return lines
 
 
-def findings(root: Path, regime: Regime) -> str:
-    """The protocol's verdicts at the largest size, other differences, power and savings."""
+def findings(root: Path, regime: Regime, planned: dict[str, int], slope: float) -> str:
+    """The protocol's verdicts at each strategy's largest size, other differences, power, savings.
+
+    Only complete runs count (an unfinished run's seed has no pair at the largest size);
+    `planned` is the plan's seeds per strategy, so missing seeds are said. `slope` converts an
+    expected win-rate difference to win-rate units (noise.binary_per_expected).
+    """
     groups, _ = load_runs([root])
     refs = random_references(groups)
+    groups = {k: [r for r in runs if r.complete] for k, runs in groups.items()}
     rows = {m: paired_differences(groups, refs, m) for m in METRICS}
     binary = [d for d in rows[METRICS[0]] if informative(d)]
     expected = {(d.strategy, d.labels): d for d in rows[METRICS[1]]}
+    intervals = {(e.strategy, e.labels): e for e in efficiency_intervals(groups, refs)}
     lines = []
+    top_of = {}
+    for d in binary:
+        top_of[d.strategy] = max(top_of.get(d.strategy, 0), d.labels)
+    for d in (d for d in binary if d.labels == top_of[d.strategy]):
+        e = expected.get((d.strategy, d.labels))
+        interval = intervals.get((d.strategy, d.labels))
+        plan = planned.get(d.strategy)
+        short = (
+            f" (planned {plan}; the missing seeds failed or are unfinished)"
+            if plan and len(d.seeds) < plan
+            else ""
+        )
+        converted = (
+            f" (~{e.mean * slope:+.3f} in win-rate units)" if e and not math.isnan(slope) else ""
+        )
+        saving = (
+            f", random needs {interval.ratio_text(interval.random_labels)} its labels "
+            f"({interval.ratio_text(interval.low)} to {interval.ratio_text(interval.high)})"
+            if interval
+            else ""
+        )
+        lines.append(
+            f"- {d.strategy} at {d.labels} labels: {d.mean:+.3f} ± {d.stderr:.3f} win-rate "
+            f"(z {d.z:+.1f}, one-sided p {one_sided_p(d.z, len(d.seeds)):.3f} by t with "
+            f"{len(d.seeds) - 1} df; {len(d.seeds)} seeds{short})"
+            + (f", expected win-rate {e.mean:+.3f} ± {e.stderr:.3f}{converted}" if e else "")
+            + saving
+            + f": {verdict(d, e, interval)}."
+        )
     if binary:
-        top = max(d.labels for d in binary)
-        for d in (d for d in binary if d.labels == top):
-            e = expected.get((d.strategy, d.labels))
-            same_sign = e is not None and (e.mean > 0) == (d.mean > 0)
-            if d.z >= RESULT_Z and same_sign:
-                verdict = "**saves labels** (if its label-saving interval is above 1x, below)"
-            elif d.z <= -RESULT_Z and same_sign:
-                verdict = "**worse than random**"
-            else:
-                verdict = "no result (|z| < 2.5 or the expected win-rate disagrees)"
-            lines.append(
-                f"- {d.strategy} at {d.labels} labels: {d.mean:+.3f} ± {d.stderr:.3f} win-rate "
-                f"(z {d.z:+.1f}, {len(d.seeds)} seeds)"
-                + (f", expected win-rate {e.mean:+.3f} ± {e.stderr:.3f}" if e else "")
-                + f": {verdict}."
-            )
-        other = [d for d in binary if d.labels != top and abs(d.z) >= 2]
+        other = [d for d in binary if d.labels != top_of[d.strategy] and abs(d.z) >= 2]
         if other:
             lines.append(
                 "- At smaller sizes, |z| >= 2 (reported, not called results): "
@@ -118,26 +171,20 @@ def findings(root: Path, regime: Regime) -> str:
         mdd = sorted(2 * d.stderr for d in binary)
         lines.append(
             f"- 2 SE of the paired win-rate differences: {mdd[0]:.3f}-{mdd[-1]:.3f} (median "
-            f"{mdd[len(mdd) // 2]:.3f}; the target was {TARGET_MDD})."
+            f"{statistics.median(mdd):.3f}; the target was {TARGET_MDD})."
+        )
+        lines.append(
+            f"- Reading the rule: z is a t statistic with (seeds - 1) degrees of freedom, so at "
+            f"5 seeds z >= {RESULT_Z} is a one-sided p of about "
+            f"{one_sided_p(RESULT_Z, 5):.3f} per comparison, not the 0.05 / 7 the protocol's "
+            "normal approximation assumed; a verdict here is weaker evidence than its z suggests. "
+            "At the largest size random's curve ends, so a strategy above it gets "
+            "'> 1.00x' (random never gets there with these labels), not a number."
         )
     power = saving_power(root)
     if power:
         lines.append("- Power against a 1.25x label saving (win-rate, paired by seed):")
         lines += power
-    intervals = efficiency_intervals(groups, refs)
-    last = max((e.labels for e in intervals), default=None)
-    shown = [e for e in intervals if e.labels == last]
-    if shown:
-        lines.append(
-            f"- Labels random needs to match each strategy at {last} labels, over {last} "
-            "(95% bootstrap interval): "
-            + "; ".join(
-                f"{e.strategy} {e.ratio_text(e.random_labels)} "
-                f"({e.ratio_text(e.low)} to {e.ratio_text(e.high)})"
-                for e in shown
-            )
-            + "."
-        )
     return "\n".join(lines) + "\n"
 
 
@@ -211,8 +258,13 @@ def write_results(
         plan_markdown(plan),
         "## Findings\n",
     ]
+    slope = binary_per_expected(*(root / r.name for r in regimes))
     for regime in regimes:
-        parts += [f"### {regime.name} regime\n", findings(root / regime.name, regime)]
+        planned = plan.seeds.get(regime.name, {})
+        parts += [
+            f"### {regime.name} regime\n",
+            findings(root / regime.name, regime, planned, slope),
+        ]
     parts += [
         "## Noise: where a run's spread comes from, and what these seeds can see\n",
         (
@@ -221,7 +273,7 @@ def write_results(
             "the pooled sd of every strategy-minus-random difference paired by seed, and the "
             "minimum detectable difference (2 SE) it implies at 5, 10 and 20 seeds.\n"
         ),
-        noise_markdown(root / regimes[0].name, measured),
+        noise_markdown(root / regimes[0].name, measured, slope=slope),
     ]
     sd, _, _ = paired_sd(root / regimes[0].name, METRICS[0])
     if not math.isnan(sd):

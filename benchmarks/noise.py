@@ -6,7 +6,8 @@ For the first `--runs` finished runs of one strategy (random, by default) under 
   sampling seeds (same prompts, same baseline completions);
 - DPO training: the final labelled set retrained from theta_0 `--retrains` times with other
   training seeds (reset mode; the data order is DPO's only randomness with dropout off), each
-  evaluated with the run's own evaluation stream;
+  evaluated with its own fresh evaluation stream (so their spread is training plus evaluation
+  noise, and the evaluation term measured above is subtracted);
 - the choice of labels (and the seed's evaluation prompts): what is left of the spread over
   seeds once the two above are taken out (method of moments, floored at 0).
 
@@ -106,7 +107,10 @@ def measure(root: Path, strategy: str, runs: int, evals: int, retrains: int) -> 
         for r in range(1, retrains + 1):
             trainer.seed = derive_seed(config.seed, "noise-train", r)
             trainer.train(preferences)  # reset mode: back to theta_0 first
-            entry["retrains"].append(judged(derive_seed(config.seed, "eval", last)))
+            # A fresh evaluation stream, so the retrains' spread is training + evaluation noise
+            # exactly; the run's own stream would share part of its evaluation noise with the
+            # original (common random numbers) and understate the training term.
+            entry["retrains"].append(judged(derive_seed(config.seed, "noise-retrain-eval", r)))
             logger.info(
                 "%s: retrain %d/%d %s", record.path.name, r, retrains, entry["retrains"][-1]
             )
@@ -188,31 +192,43 @@ def paired_sd(root: Path, metric: str) -> tuple[float, int, list[tuple[str, int,
     return pooled, sum(n for *_, n in rows), rows
 
 
-def binary_per_expected(root: Path) -> float:
-    """Slope (through 0) of binary on expected paired differences: expected -> win-rate units."""
+def binary_per_expected(*roots: Path) -> float:
+    """Slope (through 0) of binary on expected paired differences over every comparison in
+    `roots` (every regime): multiplies an expected win-rate difference into win-rate units."""
     from apl.reports.collect import load_runs
     from apl.reports.paired import paired_differences
     from apl.reports.tables import random_references
 
-    groups, _ = load_runs([root])
-    refs = random_references(groups)
     xs, ys = [], []
-    binary = {(d.strategy, d.labels): d for d in paired_differences(groups, refs, METRICS[0])}
-    for d in paired_differences(groups, refs, METRICS[1]):
-        b = binary.get((d.strategy, d.labels))
-        if b is not None and b.seeds == d.seeds:
-            xs.append(d.mean)
-            ys.append(b.mean)
+    for root in roots:
+        groups, _ = load_runs([root])
+        refs = random_references(groups)
+        groups = {k: [r for r in runs if r.complete] for k, runs in groups.items()}
+        binary = {(d.strategy, d.labels): d for d in paired_differences(groups, refs, METRICS[0])}
+        for d in paired_differences(groups, refs, METRICS[1]):
+            b = binary.get((d.strategy, d.labels))
+            if b is not None and b.seeds == d.seeds:
+                xs.append(d.mean)
+                ys.append(b.mean)
     den = sum(x * x for x in xs)
     return sum(x * y for x, y in zip(xs, ys)) / den if den > 0 else math.nan
 
 
-def noise_markdown(root: Path, measured: list[dict], strategy: str = "random") -> str:
-    """Components table, paired sd, and the minimum detectable difference at 5/10/20 seeds."""
+def noise_markdown(
+    root: Path, measured: list[dict], strategy: str = "random", slope: float | None = None
+) -> str:
+    """Components table, paired sd, and the minimum detectable difference at 5/10/20 seeds.
+
+    The total spread is over the strategy's complete runs (one final value per seed, at the
+    full label budget); `slope` (default: this root's) is `binary_per_expected`.
+    """
     from apl.reports.collect import load_runs
 
     groups, _ = load_runs([root])
-    runs = [r for rs in groups.values() for r in rs if r.config.acquisition.name == strategy]
+    runs = [
+        r for rs in groups.values() for r in rs
+        if r.config.acquisition.name == strategy and r.complete
+    ]  # fmt: skip
     lines = [
         "| metric | seeds | total sd | evaluation sampling | DPO training | labels (and seed) |",
         "|---|---:|---:|---:|---:|---:|",
@@ -230,7 +246,7 @@ def noise_markdown(root: Path, measured: list[dict], strategy: str = "random") -
         total = sum(p * p for p in parts) or 1.0
         cells = [f"{p:.3f} ({p * p / total:.0%})" for p in parts]
         lines.append(f"| `{metric}` | {c.seeds} | {c.total_sd:.3f} | " + " | ".join(cells) + " |")
-    slope = binary_per_expected(root)
+    slope = binary_per_expected(root) if slope is None else slope
     lines += [
         "",
         f"Measured on {len(measured)} {strategy} runs: each final model re-evaluated "
@@ -255,9 +271,9 @@ def noise_markdown(root: Path, measured: list[dict], strategy: str = "random") -
     if not math.isnan(slope):
         lines += [
             "",
-            f"A paired difference in expected win-rate is about {slope:.2f}x smaller than the "
-            "same difference in win-rate (least-squares slope through 0 over every strategy and "
-            "size), so its 2 SE is also shown in win-rate units.",
+            f"Across every strategy and size, a paired win-rate difference is about {slope:.2f} "
+            "times the expected win-rate difference of the same comparison (least-squares slope "
+            "through 0), so the expected win-rate's 2 SE is also shown in win-rate units.",
         ]
     return "\n".join(lines) + "\n"
 
