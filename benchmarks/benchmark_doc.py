@@ -129,9 +129,15 @@ def findings(root: Path, regime: Regime, planned: dict[str, int], slope: float) 
     expected = {(d.strategy, d.labels): d for d in rows[METRICS[1]]}
     intervals = {(e.strategy, e.labels): e for e in efficiency_intervals(groups, refs)}
     lines = []
-    top_of = {}
-    for d in binary:
+    top_of: dict[str, int] = {}  # each strategy's largest size with pairs: where it is judged
+    for d in rows[METRICS[0]]:
         top_of[d.strategy] = max(top_of.get(d.strategy, 0), d.labels)
+    for d in rows[METRICS[0]]:
+        if d.labels == top_of[d.strategy] and not informative(d):
+            lines.append(
+                f"- {d.strategy} at {d.labels} labels: equal to random on every one of its "
+                f"{len(d.seeds)} seeds (nothing to compare): no result."
+            )
     for d in (d for d in binary if d.labels == top_of[d.strategy]):
         e = expected.get((d.strategy, d.labels))
         interval = intervals.get((d.strategy, d.labels))

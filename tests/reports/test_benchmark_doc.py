@@ -19,7 +19,9 @@ RANDOM = {1: 0.50, 2: 0.60, 3: 0.70, 4: 0.76}  # win-rate per round of 128 label
 NOISE = {0: 0.010, 1: -0.012, 2: 0.004, 3: -0.006, 4: 0.008}  # differs per seed and strategy
 
 
-def _runs(root: Path, strategy: str, shift: float, expected_sign: float, complete=SEEDS) -> None:
+def _runs(
+    root: Path, strategy: str, shift: float, expected_sign: float, complete=SEEDS, jitter=-1
+) -> None:
     """Five seeds: random's curve, or it + `shift` from round 2 on (round 1 is random's own).
 
     The expected win-rate moves with the win-rate difference (`expected_sign` 1) or against it.
@@ -29,7 +31,9 @@ def _runs(root: Path, strategy: str, shift: float, expected_sign: float, complet
             rates = {r: v + NOISE[seed] for r, v in RANDOM.items()}
             metrics = {r: {"eval/expected_win_rate": 0.6} for r in rates}
         else:
-            rates = {r: v - NOISE[seed] + (shift if r > 1 else 0.0) for r, v in RANDOM.items()}
+            rates = {
+                r: v + jitter * NOISE[seed] + (shift if r > 1 else 0.0) for r, v in RANDOM.items()
+            }
             metrics = {
                 r: {"eval/expected_win_rate": 0.6 + expected_sign * (v - RANDOM[r]) / 4}
                 for r, v in rates.items()
@@ -53,6 +57,7 @@ def sweep(tmp_path):
     _runs(tmp_path, "bald", -0.08, 1)  # well below random
     _runs(tmp_path, "balpm", 0.05, -1)  # above random, but the expected win-rate disagrees
     _runs(tmp_path, "adpo", 0.002, 1, complete=range(4))  # no difference; seed 4 unfinished
+    _runs(tmp_path, "entropy", 0.0, 1, jitter=1)  # random's own values on every seed
     return tmp_path
 
 
@@ -74,7 +79,11 @@ def test_the_verdict_rule_needs_z_the_expected_sign_and_the_interval(sweep):
     adpo = _line(text, "adpo")
     assert adpo.startswith("- adpo at 512 labels") and "4 seeds (planned 5" in adpo
     assert adpo.endswith("no result (|z| < 2.5).")
-    assert "one-sided p of about 0.033 per comparison" in text  # the rule's z = 2.5 at 5 seeds, read as a t
+    assert "- entropy at 512 labels: equal to random on every one of its 5 seeds" in text
+    assert "entropy at 384" not in text  # judged at its largest size, not at a smaller one
+    assert (
+        "one-sided p of about 0.033 per comparison" in text
+    )  # the rule's z = 2.5 at 5 seeds, read as a t
 
 
 def test_one_sided_p_is_students_t():
