@@ -176,8 +176,9 @@ def summary(results: list[dict]) -> str:
         ]
         sd = math.sqrt(statistics.fmean(within)) if within else math.nan
         lines.append(
-            f"{metric}: current - before = {mean:+.4f} ± {se:.4f} (SE over {len(diffs)} paired "
-            f"retrains; z {mean / se if se else math.nan:+.1f}); sd between training seeds {sd:.4f}"
+            f"{metric}: current - before = {mean:+.2e} ± {se:.2e} (SE over {len(diffs)} paired "
+            f"retrains), largest |difference| {max(abs(d) for d in diffs):.2e}; "
+            f"sd between training seeds {sd:.4f}"
         )
     speed = [r["before"]["train_s"] / r["current"]["train_s"] for _, r in rows]
     lines.append(
