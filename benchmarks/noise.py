@@ -170,7 +170,7 @@ def decompose(measured: list[dict], finals: list[float], metric: str) -> Spread 
 
 
 def paired_sd(root: Path, metric: str) -> tuple[float, int, list[tuple[str, int, float, int]]]:
-    """Pooled sd of (strategy - random) paired by seed, and the rows it pooled.
+    """Pooled sd of (strategy - random) paired by seed over complete runs, and the rows pooled.
 
     Rows: (strategy, labels, sd, pairs) for every strategy and size with >= 2 pairs; the pooled
     sd is the root of their pair-weighted mean variance.
@@ -180,8 +180,10 @@ def paired_sd(root: Path, metric: str) -> tuple[float, int, list[tuple[str, int,
     from apl.reports.tables import random_references
 
     groups, _ = load_runs([root])
+    refs = random_references(groups)
+    groups = {k: [r for r in runs if r.complete] for k, runs in groups.items()}
     rows = []
-    for d in paired_differences(groups, random_references(groups), metric):
+    for d in paired_differences(groups, refs, metric):
         # identical by construction (the shared round 1 of rules random at cold start): skip
         if len(d.seeds) > 1 and not (d.stderr == 0 and d.mean == 0):
             rows.append((d.strategy, d.labels, d.stderr * math.sqrt(len(d.seeds)), len(d.seeds)))
