@@ -144,7 +144,7 @@ def check_code(root: Path, accept_change: bool, package: Path | None = None) -> 
                 f"error: the apl package differs from the code this benchmark's runs used "
                 f"(commit {first['commit']}, {root / CODE_FILE}); resume it on that code: "
                 f"`git worktree add ../apl-bench {first['commit']}` and rerun with "
-                f"PYTHONPATH=../apl-bench/src (or --accept-code-change, with a dated note in "
+                f"PYTHONPATH=$PWD/../apl-bench/src (or --accept-code-change, with a dated note in "
                 f"docs/PROTOCOL.md saying why the change cannot alter a run)"
             )
         if first["sha256"] == now["sha256"]:
