@@ -33,9 +33,10 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from final_eval import METRICS, judge_final, last_evaluated_round  # noqa: E402
+
 logger = logging.getLogger("apl.benchmarks.noise")  # under apl: setup_logging shows it
 
-METRICS = ("eval/win_rate", "eval/expected_win_rate")
 SEEDS_SHOWN = (5, 10, 20)
 
 
@@ -44,10 +45,7 @@ def measure(root: Path, strategy: str, runs: int, evals: int, retrains: int) -> 
     import torch
     from transformers import AutoModelForCausalLM
 
-    from apl.evaluation.win_rate import evaluate
     from apl.loop.components import build_components, derive_seed
-    from apl.loop.evaluating import eval_completions
-    from apl.oracles import JudgeRequest
     from apl.reports.collect import load_runs
     from apl.store.ledger import Ledger
 
@@ -73,19 +71,7 @@ def measure(root: Path, strategy: str, runs: int, evals: int, retrains: int) -> 
             prompts = ledger.eval_prompts()
             baseline = ledger.baseline()
             preferences = ledger.preferences()
-        last = max(r for r in record.metrics if record.metrics[r].get("eval/win_rate") is not None)
-
-        def judged(seed: int) -> dict[str, float | None]:
-            made = eval_completions(built, prompts, seed)
-            result = evaluate(
-                prompts,
-                [c.text for c in made],
-                [baseline[p.uid].text for p in prompts],
-                built.oracle.judge_batch,
-                JudgeRequest,
-                batch_size=256,
-            ).result
-            return {"eval/win_rate": result.win_rate, "eval/expected_win_rate": result.expected}
+        last = last_evaluated_round(record)
 
         model = built.loaded.model
         entry = {
@@ -99,7 +85,9 @@ def measure(root: Path, strategy: str, runs: int, evals: int, retrains: int) -> 
         with torch.no_grad():
             model.load_state_dict(final.state_dict())
         for r in range(1, evals + 1):
-            entry["evals"].append(judged(derive_seed(config.seed, "noise-eval", r)))
+            entry["evals"].append(
+                judge_final(built, prompts, baseline, derive_seed(config.seed, "noise-eval", r))
+            )
             logger.info(
                 "%s: re-evaluation %d/%d %s", record.path.name, r, evals, entry["evals"][-1]
             )
@@ -110,7 +98,11 @@ def measure(root: Path, strategy: str, runs: int, evals: int, retrains: int) -> 
             # A fresh evaluation stream, so the retrains' spread is training + evaluation noise
             # exactly; the run's own stream would share part of its evaluation noise with the
             # original (common random numbers) and understate the training term.
-            entry["retrains"].append(judged(derive_seed(config.seed, "noise-retrain-eval", r)))
+            entry["retrains"].append(
+                judge_final(
+                    built, prompts, baseline, derive_seed(config.seed, "noise-retrain-eval", r)
+                )
+            )
             logger.info(
                 "%s: retrain %d/%d %s", record.path.name, r, retrains, entry["retrains"][-1]
             )

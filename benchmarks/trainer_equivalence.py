@@ -36,8 +36,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
-METRICS = ("eval/win_rate", "eval/expected_win_rate")
 TRAINERS = ("current", "before")
+from final_eval import METRICS, judge_final, last_evaluated_round  # noqa: E402
+
 logger = logging.getLogger("apl.benchmarks.trainer_equivalence")
 
 
@@ -81,10 +82,7 @@ def train_as(trainer, preferences, which: str, seed: int) -> float:
 
 def measure(root: Path, out: Path, runs: int, seeds: int, labels: int | None, prompts: int | None):
     """Retrain and evaluate each chosen run with both trainers; cached per run under `out`."""
-    from apl.evaluation.win_rate import evaluate
     from apl.loop.components import build_components, derive_seed
-    from apl.loop.evaluating import eval_completions
-    from apl.oracles import JudgeRequest
     from apl.reports.collect import load_runs
     from apl.store.ledger import Ledger
 
@@ -112,20 +110,11 @@ def measure(root: Path, out: Path, runs: int, seeds: int, labels: int | None, pr
             eval_prompts = ledger.eval_prompts()[:prompts]
             baseline = ledger.baseline()
             preferences = ledger.preferences()[:labels]
-        last = max(r for r in record.metrics if record.metrics[r].get(METRICS[0]) is not None)
+        last = last_evaluated_round(record)
         eval_seed = derive_seed(config.seed, "eval", last)
 
-        def judged() -> dict[str, float]:
-            made = eval_completions(built, eval_prompts, eval_seed)
-            result = evaluate(
-                eval_prompts,
-                [c.text for c in made],
-                [baseline[p.uid].text for p in eval_prompts],
-                built.oracle.judge_batch,
-                JudgeRequest,
-                batch_size=256,
-            ).result
-            return {METRICS[0]: result.win_rate, METRICS[1]: result.expected}
+        def judged() -> dict[str, float | None]:
+            return judge_final(built, eval_prompts, baseline, eval_seed)
 
         entry = {"run": record.path.name, "labels": len(preferences), "prompts": len(eval_prompts)}
         entry["retrains"] = []
