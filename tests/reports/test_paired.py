@@ -92,3 +92,21 @@ def test_report_leads_with_the_paired_comparison(sweep, tmp_path):
     assert paired < pooled
     assert "### Labels random needs to match each strategy, with a bootstrap interval" in text
     assert "## Compute beside labels" in text and "4.00x" in text
+
+
+def test_runs_repeating_a_seed_are_averaged_not_dropped(sweep, tmp_path, caplog):
+    # a second copy of certainty seed 1 (the same config, another output dir), 0.10 higher
+    again = tmp_path / "again"
+    mine = {r: 0.5 + 0.1 * (r - 1) + BUMP[1][r - 1] + 0.10 for r in (1, 2, 3)}
+    make_run(again / "certainty-seed1", acquisition="certainty", seed=1, win_rates=mine)
+    groups, _ = load_runs([sweep, again])
+    assert len(groups["certainty"]) == 5
+    assert "repeated seeds" in caplog.text
+    rows = {
+        r.labels: r for r in paired_differences(groups, random_references(groups), "eval/win_rate")
+    }
+    diffs = np.array([BUMP[s][1] for s in range(4)])
+    diffs[1] += 0.05  # seed 1: the mean of its two runs, +0.00 and +0.10 over the first
+    assert rows[128].seeds == (0, 1, 2, 3)
+    assert rows[128].mean == pytest.approx(diffs.mean())
+    assert rows[128].stderr == pytest.approx(diffs.std(ddof=1) / 2)

@@ -227,6 +227,9 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[dict[str, list[RunRecord]], 
         seeds = [r.seed for r in runs]
         if len(set(seeds)) < len(seeds):
             logger.warning(
-                "Strategy %s has repeated seeds %s; each run counts once.", runs[0].strategy, seeds
+                "Strategy %s has repeated seeds %s: pooled tables count each run, and comparisons "
+                "paired by seed use the mean of a seed's runs.",
+                runs[0].strategy,
+                seeds,
             )
     return groups, by

@@ -46,7 +46,12 @@ class PairedDiff:
 
 
 def _by_seed(runs: list[RunRecord], metric: str) -> dict[int, dict[int, float]]:
-    return {r.seed: r.metric_by_size(metric) for r in runs}
+    """{seed: {size: value}}; runs that repeat a seed (one group: same config) are averaged."""
+    values: dict[int, dict[int, list[float]]] = {}
+    for run in runs:
+        for size, value in run.metric_by_size(metric).items():
+            values.setdefault(run.seed, {}).setdefault(size, []).append(value)
+    return {s: {n: float(np.mean(v)) for n, v in by.items()} for s, by in values.items()}
 
 
 def paired_differences(
