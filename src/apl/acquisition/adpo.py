@@ -14,6 +14,10 @@ them, most confident first, at most `max_pseudo` x M, each marked `extras["pseud
 policy's preference as a verdict with source "pseudo" (never a paid label, never in spend) and
 trains on it with the paid labels. At cold start every gap is 0: no pseudo-labels, and the
 paid pairs are a uniform draw (`cold_start_random`).
+
+Pseudo-labels are only as good as the implicit reward's calibration: on apl's offline IMDB
+benchmark (a 5M policy) they agreed with the judge at chance and made adpo worse than random
+(docs/RESULTS.md). Check a random pilot's calibration table (`apl report`) before using it.
 """
 
 from __future__ import annotations
