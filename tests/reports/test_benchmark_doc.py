@@ -58,6 +58,7 @@ def sweep(tmp_path):
     _runs(tmp_path, "balpm", 0.05, -1)  # above random, but the expected win-rate disagrees
     _runs(tmp_path, "adpo", 0.002, 1, complete=range(4))  # no difference; seed 4 unfinished
     _runs(tmp_path, "entropy", 0.0, 1, jitter=1)  # random's own values on every seed
+    _runs(tmp_path, "hybrid", 0.05, 1)  # as certainty, but a secondary strategy
     return tmp_path
 
 
@@ -81,6 +82,9 @@ def test_the_verdict_rule_needs_z_the_expected_sign_and_the_interval(sweep):
     assert adpo.endswith("no result (|z| < 2.5).")
     assert "- entropy at 512 labels: equal to random on every one of its 5 seeds" in text
     assert "entropy at 384" not in text  # judged at its largest size, not at a smaller one
+    hybrid = _line(text, "hybrid")  # secondary: the same numbers, no verdict
+    assert hybrid.startswith("- hybrid at 512 labels: +0.048 ± 0.008 win-rate (z +5.7")
+    assert hybrid.endswith("secondary (reported; the verdict rule is for the primary comparisons).")
     assert (
         "one-sided p of about 0.033 per comparison" in text
     )  # the rule's z = 2.5 at 5 seeds, read as a t
