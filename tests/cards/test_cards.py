@@ -154,3 +154,35 @@ def test_dataset_card_counts_verdicts_and_points_at_the_data():
     for line in ("| A | 100 |", "| tie | 3 |", "| `chosen` | string |", "M = 64", "S = 512"):
         assert line in text
     assert machine_paths(text) == [] and machine_paths(model_card_text(facts())) == []
+
+
+def test_lora_usage_over_the_builtin_base_loads_on_another_machine(tmp_path):
+    """The card's snippet loads a real adapter whose recorded base path no longer exists."""
+    import json
+    import re
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from apl.policy.model import resolve_model_path
+
+    path = resolve_model_path("builtin:imdb-gpt2")
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(path),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], task_type="CAUSAL_LM"),
+    )
+    final = tmp_path / "final_model"
+    model.save_pretrained(final)
+    AutoTokenizer.from_pretrained(path).save_pretrained(final)
+    config_file = final / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    config["base_model_name_or_path"] = "/elsewhere/site-packages/apl/assets/imdb-gpt2"
+    config_file.write_text(json.dumps(config))
+
+    text = model_card_text(facts(lora=True))
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    scope: dict = {}
+    exec(code.replace('"final_model"', repr(str(final))), scope)
+    assert type(scope["model"]).__name__ == "PeftModelForCausalLM"
+    assert scope["tokenizer"]("a good film")["input_ids"]
+    assert machine_paths(text) == []

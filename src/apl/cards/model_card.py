@@ -105,6 +105,18 @@ def _table(options: dict[str, Any]) -> str:
 
 
 def _usage(facts: RunFacts) -> str:
+    if facts.lora and facts.base_model.startswith("builtin:"):
+        # adapter_config.json names the built-in base by its path on the machine that trained
+        # it; apl resolves the same base wherever it is installed.
+        return (
+            "```python\nfrom peft import PeftModel\nfrom transformers import "
+            "AutoModelForCausalLM, AutoTokenizer\n\nfrom apl.policy.model import "
+            f'resolve_model_path\n\nbase = AutoModelForCausalLM.from_pretrained(resolve_model_path("'
+            f'{facts.base_model}"))\nmodel = PeftModel.from_pretrained(base, "final_model")\n'
+            'tokenizer = AutoTokenizer.from_pretrained("final_model")\n```\n\nA LoRA adapter '
+            "over apl's built-in base, which `resolve_model_path` finds wherever apl is installed "
+            "(`adapter_config.json` holds its path on the machine that trained it)."
+        )
     if facts.lora:
         return (
             "```python\nfrom peft import AutoPeftModelForCausalLM\nfrom transformers import "
