@@ -14,6 +14,7 @@
 
     python benchmarks/benchmark.py                      # the full benchmark, ~3 h on 2 cores
     python benchmarks/benchmark.py --plan-only          # measure the rates, print the plan
+    python benchmarks/benchmark.py --report-only        # RESULTS.md from the runs as they are
     python benchmarks/benchmark.py --smoke --model DIR  # minutes: tiny model and sizes, not docs/
     python benchmarks/benchmark.py --pilot              # real model, small, runs/pilot: the noise
 """
@@ -168,6 +169,11 @@ def main() -> None:
     )
     parser.add_argument("--results", type=Path, default=None, help="Default docs/RESULTS.md.")
     parser.add_argument("--plan-only", action="store_true", help="Print the plan; run nothing.")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="Rewrite the reports and RESULTS.md from the runs as they are; run nothing.",
+    )
     parser.add_argument("--replan", action="store_true", help="Plan afresh; ignore plan.json.")
     parser.add_argument("--smoke", action="store_true", help="Tiny sizes; not into docs/.")
     parser.add_argument(
@@ -220,6 +226,10 @@ def main() -> None:
         noise_sizes = (3, 2, 1)
         results = args.results or args.root / "RESULTS.md"
     else:
+        if args.report_only and not (args.root / PLAN_FILE).is_file():
+            parser.error(
+                f"--report-only: no benchmark under {args.root} (no {PLAN_FILE}); run it first"
+            )
         args.root.mkdir(parents=True, exist_ok=True)
         plan = load_or_make_plan(args, args.root, workers, model)
         results = args.results or REPO / "docs" / "RESULTS.md"
@@ -227,15 +237,21 @@ def main() -> None:
     if args.plan_only:
         return
     args.root.mkdir(parents=True, exist_ok=True)
-    check_code(args.root, args.accept_code_change)
-    (args.root / PLAN_FILE).write_text(json.dumps(plan.to_json(), indent=1))
-    load_start, start = os.getloadavg()[0], time.perf_counter()
-    outcomes = {}
-    for regime in regimes:
-        spec = sweep_for(regime, plan, args.root / regime.name, extra)
-        outcomes[regime.name] = run_sweep(spec, parallel=workers)
     noise_root = args.root / regimes[0].name
-    measured = measure(noise_root, "random", *noise_sizes)
+    load_start, start = os.getloadavg()[0], time.perf_counter()
+    if args.report_only:  # the noise measured so far, no sweep: a run in progress is left alone
+        outcomes = None
+        measured = [
+            json.loads(p.read_text()) for p in sorted((noise_root / "noise").glob("*.json"))
+        ]
+    else:
+        check_code(args.root, args.accept_code_change)
+        (args.root / PLAN_FILE).write_text(json.dumps(plan.to_json(), indent=1))
+        outcomes = {}
+        for regime in regimes:
+            spec = sweep_for(regime, plan, args.root / regime.name, extra)
+            outcomes[regime.name] = run_sweep(spec, parallel=workers)
+        measured = measure(noise_root, "random", *noise_sizes)
     wall = time.perf_counter() - start
     reports = {}
     figures = results.parent / "results"
@@ -260,7 +276,7 @@ def main() -> None:
         outcomes=outcomes,
         smoke=args.smoke,
     )
-    failed = [o.name for sweep in outcomes.values() for o in sweep.failed]
+    failed = [o.name for sweep in (outcomes or {}).values() for o in sweep.failed]
     print(f"wrote {results} ({len(failed)} failed runs, {wall / 60:.1f} min)")
     sys.exit(1 if failed else 0)
 

@@ -227,6 +227,29 @@ def _report_body(path: Path, regime: str, figures: Path, results: Path) -> str:
     return text.replace("\n### ", "\n#### ").replace("\n## ", "\n### ")
 
 
+def _run_lines(root: Path, regimes, plan: Plan, outcomes: dict | None, wall_s, load) -> list[str]:
+    """What this invocation ran, or (`outcomes` None: --report-only) which runs are finished."""
+    if outcomes is None:
+        runs = [r for g in regimes for rs in load_runs([root / g.name])[0].values() for r in rs]
+        unfinished = [f"{r.path.parent.name}/{r.path.name}" for r in runs if not r.complete]
+        return [
+            f"- Protocol: docs/PROTOCOL.md (pre-registered). Runs under `{root.name}/`: report "
+            f"only (`--report-only`, nothing run); {len(runs) - len(unfinished)} complete, "
+            f"unfinished: {', '.join(unfinished) or 'none'} (rerun the command to finish them)."
+        ]
+    started = sum(o.action != "skip" for sweep in outcomes.values() for o in sweep.outcomes)
+    skipped = sum(o.action == "skip" for sweep in outcomes.values() for o in sweep.outcomes)
+    failed = [o.name for sweep in outcomes.values() for o in sweep.failed]
+    return [
+        f"- Protocol: docs/PROTOCOL.md (pre-registered). Runs under `{root.name}/`: "
+        f"{started} run by this invocation, {skipped} already complete; failed: "
+        f"{', '.join(failed) or 'none'}.",
+        f"- Wall time of this invocation {wall_s / 60:.1f} min on {plan.workers} workers, one "
+        f"CPU thread each; load average {load[0]:.1f} at the start, {load[1]:.1f} at the end "
+        "(the machine was shared if these exceed the core count).",
+    ]
+
+
 def write_results(
     path: Path,
     *,
@@ -239,7 +262,7 @@ def write_results(
     command: str,
     wall_s: float,
     load: tuple[float, float],
-    outcomes: dict,
+    outcomes: dict | None,
     smoke: bool,
 ) -> Path:
     """Assemble RESULTS.md, keeping the hand-written analysis block of the previous file."""
@@ -252,19 +275,11 @@ def write_results(
         parts.append(
             "**SMOKE TEST on a tiny random-weight model: the numbers below mean nothing.**\n"
         )
-    started = sum(o.action != "skip" for sweep in outcomes.values() for o in sweep.outcomes)
-    skipped = sum(o.action == "skip" for sweep in outcomes.values() for o in sweep.outcomes)
-    failed = [o.name for sweep in outcomes.values() for o in sweep.failed]
     parts += [
         "## How this was produced\n",
         f"- Command (repo root): `{command}`; finished {time.strftime('%Y-%m-%d %H:%M')}; the "
         f"runs' code: commit {_commit(root)}.",
-        f"- Protocol: docs/PROTOCOL.md (pre-registered). Runs under `{root.name}/`: "
-        f"{started} run by this invocation, {skipped} already complete; failed: "
-        f"{', '.join(failed) or 'none'}.",
-        f"- Wall time of this invocation {wall_s / 60:.1f} min on {plan.workers} workers, one "
-        f"CPU thread each; load average {load[0]:.1f} at the start, {load[1]:.1f} at the end "
-        "(the machine was shared if these exceed the core count).",
+        *_run_lines(root, regimes, plan, outcomes, wall_s, load),
         "",
         "### The plan (made " + plan.made + " from rates measured on this machine)\n",
         plan_markdown(plan),

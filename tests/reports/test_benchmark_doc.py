@@ -93,3 +93,14 @@ def test_the_verdict_rule_needs_z_the_expected_sign_and_the_interval(sweep):
 def test_one_sided_p_is_students_t():
     assert one_sided_p(2.5, 5) == pytest.approx(0.0334, abs=1e-4)  # t with 4 df
     assert one_sided_p(2.5, 1000) == pytest.approx(0.0063, abs=2e-4)  # ~ the normal's 0.0062
+
+
+def test_report_only_lists_the_unfinished_runs_by_name(tmp_path):
+    from benchmark_doc import _run_lines
+
+    _runs(tmp_path / "reset", "random", 0.0, 1)
+    _runs(tmp_path / "reset", "adpo", 0.0, 1, complete=range(4))
+    (line,) = _run_lines(tmp_path, (RESET,), plan=None, outcomes=None, wall_s=0.0, load=(0, 0))
+    assert "report only (`--report-only`, nothing run); 9 complete" in line
+    assert "unfinished: reset/adpo-seed4 (rerun the command to finish them)" in line
+    assert str(tmp_path) not in line

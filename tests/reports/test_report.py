@@ -137,7 +137,8 @@ def test_write_report_files(tmp_path, consistency_dir):
     assert "| 8 | 0.550 ± 0.050 (2) | **0.633 ± 0.033 (3)** |" in text
     assert "| 16 | 0.600 ± 0.000 (2) | **0.800 ± 0.000 (2)** |" in text
     assert "| hybrid | > 16 (> 2.00x) | > 16 (> 1.00x) |" in text  # random never reaches .63/.8
-    assert "Incomplete runs" in text and "hybrid-seed2" in text
+    assert "Incomplete runs (their evaluated rounds are included): hybrid-seed2." in text
+    assert str(tmp_path) not in text  # run directories by name: no machine path in a report
     assert "| random | 2 | 0.0600 | 0.0000 | 0.0600 | 6 | 0 | 6 |" in text  # 3 verdicts x $.01 x 2
     assert "| imdb_judge | 0.5 | 50 | 50 | 0.960 |" in text
     for name in ("win_rate.png", "bt_histograms.png", "consistency.png"):

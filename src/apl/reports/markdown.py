@@ -94,7 +94,7 @@ def _describe(groups: dict[str, list[RunRecord]], by: list[str]) -> str:
         lines.append(
             f"| {strategy} | {', '.join(str(r.seed) for r in rs)} | {sum(r.complete for r in rs)}/{len(rs)} |"
         )
-    incomplete = [str(r.path) for r in runs if not r.complete]
+    incomplete = [r.path.name for r in runs if not r.complete]  # no machine path in a report
     if incomplete:
         lines += [
             "",
