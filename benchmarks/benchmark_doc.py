@@ -235,7 +235,11 @@ def _run_lines(root: Path, regimes, plan: Plan, outcomes: dict | None, wall_s, l
         return [
             f"- Protocol: docs/PROTOCOL.md (pre-registered). Runs under `{root.name}/`: report "
             f"only (`--report-only`, nothing run); {len(runs) - len(unfinished)} complete, "
-            f"unfinished: {', '.join(unfinished) or 'none'} (rerun the command to finish them)."
+            + (
+                f"unfinished: {', '.join(unfinished)} (rerun the command to finish them)."
+                if unfinished
+                else "none unfinished."
+            )
         ]
     started = sum(o.action != "skip" for sweep in outcomes.values() for o in sweep.outcomes)
     skipped = sum(o.action == "skip" for sweep in outcomes.values() for o in sweep.outcomes)
